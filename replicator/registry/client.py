@@ -1,0 +1,326 @@
+"""One registry's transport: authenticated requests, redirects and error translation.
+
+``RegistryClient.open`` is the only place replicator talks HTTP to a registry. It
+negotiates authentication from the registry's 401 challenge (sending the token for
+exactly the scopes an operation needs), follows redirects itself so that
+``Authorization`` never reaches another host (S3 behind ECR), and turns every
+failure into a ``RegistryError`` whose URL is redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from replicator.errors import AuthenticationError, RegistryError, TransportError
+from replicator.registry.auth import (
+    ANONYMOUS,
+    Challenge,
+    Credentials,
+    TokenCache,
+    basic_header,
+    bearer_header,
+    parse_challenge,
+    token_from_response,
+)
+from replicator.registry.responses import (
+    MAX_ERROR_BODY_BYTES,
+    RequestContext,
+    error_for_response,
+)
+from replicator.registry.retry import RetryPolicy
+from replicator.registry.tracing import trace_config
+from replicator.registry.urls import redact_url, resolve_location, same_origin
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+READ_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryEndpoint:
+    """Where a registry is: a name for logs and metrics, its base URL, TLS policy."""
+
+    name: str
+    base_url: str
+    verify_tls: bool = True
+
+    @property
+    def host(self) -> str:
+        """Return ``host[:port]`` as written in image references."""
+        return self.base_url.split("://", 1)[-1].rstrip("/")
+
+
+def open_session(connections_per_host: int = 32) -> aiohttp.ClientSession:
+    """Create the process's one HTTP session, tuned for large streamed bodies."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=connections_per_host)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        # Blobs are compressed tar streams served as-is; decoding would change them.
+        auto_decompress=False,
+        read_bufsize=READ_BUFFER_BYTES,
+        trace_configs=[trace_config()],
+    )
+
+
+class RegistryClient:
+    """Authenticated access to one registry over a shared session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        endpoint: RegistryEndpoint,
+        credentials: Credentials = ANONYMOUS,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.session = session
+        self.endpoint = endpoint
+        self.retry = retry or RetryPolicy()
+        self._credentials = credentials
+        self._challenge: Challenge | None = None
+        self._tokens = TokenCache()
+        self._token_lock = asyncio.Lock()
+        # False turns verification off; only registries marked insecure get that.
+        self._ssl = endpoint.verify_tls
+
+    @property
+    def name(self) -> str:
+        """Return the registry's name for logs and metrics."""
+        return self.endpoint.name
+
+    def url(self, path: str) -> str:
+        """Return the absolute URL of an API path such as ``/v2/_catalog``."""
+        return self.endpoint.base_url.rstrip("/") + path
+
+    def context(
+        self, operation: str, repository: str | None = None, digest: str | None = None
+    ) -> RequestContext:
+        """Return the context that errors of one operation carry."""
+        return RequestContext(operation, self.name, repository, digest)
+
+    @asynccontextmanager
+    async def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        context: RequestContext,
+        scopes: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+        expected: Iterable[int] = (200,),
+        replayable: bool = True,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request and yield its response if the status is one expected.
+
+        ``replayable`` is false for streamed bodies, which cannot be sent twice: a
+        401 then fails retryably after discarding the token, instead of resending.
+        """
+        scope_set = frozenset(scopes)
+        response = await self._send_authorized(
+            method, url, context, scope_set, dict(headers or {}), data, replayable
+        )
+        response = await self._follow_redirects(response, method, context, scope_set)
+        try:
+            if response.status not in set(expected):
+                raise await self._error(response, context)
+            yield response
+        finally:
+            response.release()
+
+    async def _send_authorized(
+        self,
+        method: str,
+        url: str,
+        context: RequestContext,
+        scopes: frozenset[str],
+        headers: dict[str, str],
+        data: Any,
+        replayable: bool,
+    ) -> aiohttp.ClientResponse:
+        authorization = await self._authorization(scopes, context)
+        response = await self._send(method, url, context, headers, authorization, data)
+        if response.status != 401:
+            return response
+
+        self._learn_challenge(response, scopes)
+        if not replayable:
+            # The body is spent; the next attempt of the retry policy resends it
+            # with credentials refreshed from the challenge just learned.
+            raise await self._error(response, context, retryable=True)
+        if authorization is None and not self._can_authenticate():
+            raise await self._error(response, context)
+        response.release()
+
+        authorization = await self._authorization(scopes, context)
+        response = await self._send(method, url, context, headers, authorization, data)
+        if response.status == 401:
+            self._tokens.discard(scopes)
+            raise await self._error(response, context)
+        return response
+
+    async def _follow_redirects(
+        self,
+        response: aiohttp.ClientResponse,
+        method: str,
+        context: RequestContext,
+        scopes: frozenset[str],
+    ) -> aiohttp.ClientResponse:
+        for _ in range(MAX_REDIRECTS):
+            location = response.headers.get("Location")
+            if response.status not in REDIRECT_STATUSES or location is None:
+                return response
+            target = resolve_location(str(response.url), location)
+            response.release()
+            # Credentials are for the registry alone; object storage gets a signed
+            # URL and must never see them (DESIGN.md, Security).
+            authorization = None
+            if same_origin(target, self.endpoint.base_url):
+                authorization = await self._authorization(scopes, context)
+            response = await self._send(
+                method, target, context, {}, authorization, None
+            )
+        return response
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        context: RequestContext,
+        headers: dict[str, str],
+        authorization: str | None,
+        data: Any,
+    ) -> aiohttp.ClientResponse:
+        if authorization is not None:
+            headers = {**headers, "Authorization": authorization}
+        try:
+            return await self.session.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                ssl=self._ssl,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransportError(
+                f"{context.operation} failed: {type(exc).__name__}",
+                url=redact_url(url),
+                **context.fields(),
+            ) from exc
+
+    async def _error(
+        self,
+        response: aiohttp.ClientResponse,
+        context: RequestContext,
+        retryable: bool | None = None,
+    ) -> RegistryError:
+        body = await _read_error_body(response)
+        response.release()
+        error = error_for_response(
+            context,
+            response.status,
+            response.headers,
+            body,
+            redact_url(str(response.url)),
+        )
+        if retryable:
+            error.retryable = True
+        return error
+
+    def _can_authenticate(self) -> bool:
+        challenge = self._challenge
+        if challenge is None:
+            return False
+        if challenge.scheme == "bearer":
+            return True
+        return self._credentials.has_password
+
+    def _learn_challenge(
+        self, response: aiohttp.ClientResponse, scopes: frozenset[str]
+    ) -> None:
+        header = response.headers.get("WWW-Authenticate", "")
+        self._challenge = parse_challenge(header) if header else None
+        self._tokens.discard(scopes)
+
+    async def _authorization(
+        self, scopes: frozenset[str], context: RequestContext
+    ) -> str | None:
+        challenge = self._challenge
+        if challenge is None:
+            return self._preemptive_authorization()
+        if challenge.scheme == "basic":
+            return (
+                basic_header(self._credentials)
+                if self._credentials.has_password
+                else None
+            )
+        if challenge.scheme == "bearer":
+            return bearer_header(await self._token(challenge, scopes, context))
+        return None
+
+    def _preemptive_authorization(self) -> str | None:
+        if self._credentials.token is not None:
+            return bearer_header(self._credentials.token)
+        return None
+
+    async def _token(
+        self, challenge: Challenge, scopes: frozenset[str], context: RequestContext
+    ) -> str:
+        if self._credentials.token is not None and challenge.realm is None:
+            return self._credentials.token
+        async with self._token_lock:
+            token = self._tokens.get(scopes)
+            if token is None:
+                token, lifetime_s = await self._fetch_token(challenge, scopes, context)
+                self._tokens.put(scopes, token, lifetime_s)
+            return token
+
+    async def _fetch_token(
+        self, challenge: Challenge, scopes: frozenset[str], context: RequestContext
+    ) -> tuple[str, float]:
+        if challenge.realm is None:
+            raise AuthenticationError(
+                "bearer challenge names no token realm", **context.fields()
+            )
+        params = [("service", challenge.service or "")]
+        params += [("scope", scope) for scope in sorted(scopes | _scope_of(challenge))]
+        headers = {}
+        if self._credentials.has_password:
+            headers["Authorization"] = basic_header(self._credentials)
+        token_context = RequestContext("token_fetch", self.name, context.repository)
+        try:
+            async with self.session.get(
+                challenge.realm, params=params, headers=headers, ssl=self._ssl
+            ) as response:
+                if response.status != 200:
+                    raise await self._error(response, token_context)
+                return token_from_response(await response.json(content_type=None))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransportError(
+                f"token_fetch failed: {type(exc).__name__}",
+                url=redact_url(challenge.realm),
+                **token_context.fields(),
+            ) from exc
+        except ValueError as exc:
+            raise AuthenticationError(
+                f"token service answer unusable: {exc}", **token_context.fields()
+            ) from exc
+
+
+def _scope_of(challenge: Challenge) -> frozenset[str]:
+    return frozenset(challenge.scope.split(" ")) if challenge.scope else frozenset()
+
+
+async def _read_error_body(response: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await response.content.read(MAX_ERROR_BODY_BYTES)
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return b""
