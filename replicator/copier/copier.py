@@ -269,7 +269,9 @@ async def _run_all(coroutines: Any) -> None:
 
 def _record(result: ImageResult) -> None:
     destination = result.job.destination.name
-    metrics.IMAGES.labels(destination=destination, result=result.outcome.value).inc()
+    metrics.IMAGES.labels(
+        destination=destination, rule=result.job.rule, result=result.outcome.value
+    ).inc()
     metrics.COPY_DURATION.labels(destination=destination).observe(result.duration_s)
     metrics.BYTES.labels(destination=destination).inc(result.stats.bytes_copied)
     for outcome, count in result.stats.blobs.items():

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from replicator import metrics
 from replicator.errors import AuthenticationError, RegistryError, TransportError
 from replicator.registry.auth import (
     ANONYMOUS,
@@ -279,7 +280,18 @@ class RegistryClient:
         async with self._token_lock:
             token = self._tokens.get(scopes)
             if token is None:
-                token, lifetime_s = await self._fetch_token(challenge, scopes, context)
+                try:
+                    token, lifetime_s = await self._fetch_token(
+                        challenge, scopes, context
+                    )
+                except RegistryError:
+                    metrics.CREDENTIAL_REFRESHES.labels(
+                        kind="registry_token", result="failed"
+                    ).inc()
+                    raise
+                metrics.CREDENTIAL_REFRESHES.labels(
+                    kind="registry_token", result="ok"
+                ).inc()
                 self._tokens.put(scopes, token, lifetime_s)
             return token
 

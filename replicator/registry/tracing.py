@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import aiohttp
 import structlog
 
+from replicator import metrics
 from replicator.registry.urls import redact_url
 
 log = structlog.get_logger("replicator.http")
@@ -39,12 +40,17 @@ async def _on_request_end(
     context: SimpleNamespace,
     params: aiohttp.TraceRequestEndParams,
 ) -> None:
+    duration_s = time.monotonic() - context.started_at
+    metrics.HTTP_REQUESTS.labels(
+        method=params.method, status_class=metrics.status_class(params.response.status)
+    ).inc()
+    metrics.HTTP_DURATION.labels(method=params.method).observe(duration_s)
     log.debug(
         "http_request",
         method=params.method,
         url=redact_url(str(params.url)),
         status=params.response.status,
-        duration_s=round(time.monotonic() - context.started_at, 4),
+        duration_s=round(duration_s, 4),
     )
 
 
@@ -53,6 +59,7 @@ async def _on_request_exception(
     context: SimpleNamespace,
     params: aiohttp.TraceRequestExceptionParams,
 ) -> None:
+    metrics.HTTP_REQUESTS.labels(method=params.method, status_class="error").inc()
     log.debug(
         "http_request_failed",
         method=params.method,
