@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -40,6 +40,25 @@ log = structlog.get_logger("replicator.copier")
 # Referrers of referrers (a signature on an SBOM) are followed this deep.
 MAX_REFERRER_DEPTH = 4
 _STALE_LEDGER_CODES = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
+# ECR answers TAG_INVALID when a tag of an immutable repository would move; tag
+# names are validated before any request, so here it means exactly that.
+_IMMUTABLE_TAG_CODES = frozenset({"TAG_INVALID"})
+
+
+class RepositoryHook(Protocol):
+    """Prepares a destination repository before anything is pushed to it."""
+
+    async def prepare(self, destination: RegistryClient, repository: str) -> None:
+        """Make the repository ready (for ECR: create it if it does not exist)."""
+        ...
+
+
+class TagSkipped(ReplicatorError):
+    """The destination keeps its tag where it is (an immutable tag); not a failure."""
+
+    def __init__(self, message: str, *, digest: str, **context: Any) -> None:
+        super().__init__(message, digest=digest, **context)
+        self.digest = digest
 
 
 @dataclass(slots=True)
@@ -48,7 +67,10 @@ class Copier:
 
     blobs_per_registry: int = 8
     dry_run: bool = False
+    repository_hooks: Mapping[str, RepositoryHook] = field(default_factory=dict)
+    """Hooks by destination registry name, run once per repository."""
     _ledgers: dict[str, BlobLedger] = field(default_factory=dict)
+    _prepared: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
     _referrers_api: dict[str, bool] = field(default_factory=dict)
 
     async def copy(self, job: CopyJob) -> ImageResult:
@@ -58,6 +80,8 @@ class Copier:
         try:
             outcome, digest = await self._copy(job, stats, set(), depth=0)
             error = None
+        except TagSkipped as exc:
+            outcome, digest, error = ImageOutcome.SKIPPED, exc.digest, str(exc)
         except ReplicatorError as exc:
             outcome, digest, error = ImageOutcome.FAILED, None, str(exc)
         except Exception as exc:
@@ -86,6 +110,7 @@ class Copier:
         if self.dry_run:
             return ImageOutcome.PLANNED, source.digest
 
+        await self._prepare_repository(job)
         root = await manifests.get(job.source, job.source_repository, source.digest)
         outcome = ImageOutcome.TAGGED
         if not await self._holds_manifest(job, root.digest):
@@ -93,9 +118,37 @@ class Copier:
             await self._push_content(job, graph, stats)
             await self._copy_referrers(job, graph, stats, visited, depth)
             outcome = ImageOutcome.COPIED
-        await self._push_manifest(job, job.tag or root.digest, root, stats)
+        await self._push_tag(job, root, stats)
 
         return outcome, root.digest
+
+    async def _prepare_repository(self, job: CopyJob) -> None:
+        hook = self.repository_hooks.get(job.destination.name)
+        if hook is None:
+            return
+        # One preparation per repository, shared by every job that needs it.
+        key = (job.destination.name, job.destination_repository)
+        task = self._prepared.get(key)
+        if task is None or _failed(task):
+            task = asyncio.ensure_future(
+                hook.prepare(job.destination, job.destination_repository)
+            )
+            self._prepared[key] = task
+        await asyncio.shield(task)
+
+    async def _push_tag(self, job: CopyJob, root: Manifest, stats: CopyStats) -> None:
+        try:
+            await self._push_manifest(job, job.tag or root.digest, root, stats)
+        except RegistryError as error:
+            if job.tag is None or not _IMMUTABLE_TAG_CODES & set(error.codes):
+                raise
+            raise TagSkipped(
+                "destination tag is immutable and names other content",
+                destination=job.destination.name,
+                repository=job.destination_repository,
+                tag=job.tag,
+                digest=root.digest,
+            ) from error
 
     async def _resolve_source(self, job: CopyJob) -> Descriptor:
         found = await manifests.head(job.source, job.source_repository, job.reference)
@@ -246,6 +299,10 @@ class Copier:
             ledger = BlobLedger(asyncio.Semaphore(self.blobs_per_registry))
             self._ledgers[destination.name] = ledger
         return ledger
+
+
+def _failed(task: asyncio.Task[None]) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)
 
 
 def _with_reference(job: CopyJob, reference: str) -> CopyJob:

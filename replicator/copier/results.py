@@ -19,6 +19,7 @@ class ImageOutcome(enum.StrEnum):
     TAGGED = "tagged"
     UP_TO_DATE = "up_to_date"
     PLANNED = "planned"
+    SKIPPED = "skipped"
     FAILED = "failed"
 
     @property

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 # Token lifetimes are cut short by this margin so a token never expires in flight.
 REFRESH_MARGIN_S = 30.0
@@ -36,6 +37,32 @@ class Credentials:
 
 
 ANONYMOUS = Credentials()
+
+
+class CredentialSource(Protocol):
+    """Where a client gets credentials that may change (ECR tokens, assumed roles)."""
+
+    async def get(self) -> Credentials:
+        """Return credentials that are valid now, fetching them if needed."""
+        ...
+
+    def invalidate(self) -> None:
+        """Forget the current credentials: the registry refused them."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaticCredentials:
+    """Credentials that never change: from the config file or the command line."""
+
+    credentials: Credentials = ANONYMOUS
+
+    async def get(self) -> Credentials:
+        """Return the fixed credentials."""
+        return self.credentials
+
+    def invalidate(self) -> None:
+        """Do nothing: there is nothing else to fetch."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ from replicator.registry.auth import (
     ANONYMOUS,
     Challenge,
     Credentials,
+    CredentialSource,
+    StaticCredentials,
     TokenCache,
     basic_header,
     bearer_header,
@@ -78,13 +80,17 @@ class RegistryClient:
         self,
         session: aiohttp.ClientSession,
         endpoint: RegistryEndpoint,
-        credentials: Credentials = ANONYMOUS,
+        credentials: Credentials | CredentialSource = ANONYMOUS,
         retry: RetryPolicy | None = None,
     ) -> None:
         self.session = session
         self.endpoint = endpoint
         self.retry = retry or RetryPolicy()
-        self._credentials = credentials
+        self._credentials: CredentialSource = (
+            StaticCredentials(credentials)
+            if isinstance(credentials, Credentials)
+            else credentials
+        )
         self._challenge: Challenge | None = None
         self._tokens = TokenCache()
         self._token_lock = asyncio.Lock()
@@ -156,7 +162,10 @@ class RegistryClient:
             # The body is spent; the next attempt of the retry policy resends it
             # with credentials refreshed from the challenge just learned.
             raise await self._error(response, context, retryable=True)
-        if authorization is None and not self._can_authenticate():
+        if authorization is not None:
+            # Refused credentials may have expired (an ECR token): fetch anew, once.
+            self._credentials.invalidate()
+        elif not await self._can_authenticate():
             raise await self._error(response, context)
         response.release()
 
@@ -236,13 +245,13 @@ class RegistryClient:
             error.retryable = True
         return error
 
-    def _can_authenticate(self) -> bool:
+    async def _can_authenticate(self) -> bool:
         challenge = self._challenge
         if challenge is None:
             return False
         if challenge.scheme == "bearer":
             return True
-        return self._credentials.has_password
+        return (await self._credentials.get()).has_password
 
     def _learn_challenge(
         self, response: aiohttp.ClientResponse, scopes: frozenset[str]
@@ -255,28 +264,21 @@ class RegistryClient:
         self, scopes: frozenset[str], context: RequestContext
     ) -> str | None:
         challenge = self._challenge
+        credentials = await self._credentials.get()
         if challenge is None:
-            return self._preemptive_authorization()
+            return _preemptive_authorization(credentials)
         if challenge.scheme == "basic":
-            return (
-                basic_header(self._credentials)
-                if self._credentials.has_password
-                else None
-            )
+            return basic_header(credentials) if credentials.has_password else None
         if challenge.scheme == "bearer":
             return bearer_header(await self._token(challenge, scopes, context))
-        return None
-
-    def _preemptive_authorization(self) -> str | None:
-        if self._credentials.token is not None:
-            return bearer_header(self._credentials.token)
         return None
 
     async def _token(
         self, challenge: Challenge, scopes: frozenset[str], context: RequestContext
     ) -> str:
-        if self._credentials.token is not None and challenge.realm is None:
-            return self._credentials.token
+        credentials = await self._credentials.get()
+        if credentials.token is not None and challenge.realm is None:
+            return credentials.token
         async with self._token_lock:
             token = self._tokens.get(scopes)
             if token is None:
@@ -305,8 +307,9 @@ class RegistryClient:
         params = [("service", challenge.service or "")]
         params += [("scope", scope) for scope in sorted(scopes | _scope_of(challenge))]
         headers = {}
-        if self._credentials.has_password:
-            headers["Authorization"] = basic_header(self._credentials)
+        credentials = await self._credentials.get()
+        if credentials.has_password:
+            headers["Authorization"] = basic_header(credentials)
         token_context = RequestContext("token_fetch", self.name, context.repository)
         try:
             async with self.session.get(
@@ -325,6 +328,12 @@ class RegistryClient:
             raise AuthenticationError(
                 f"token service answer unusable: {exc}", **token_context.fields()
             ) from exc
+
+
+def _preemptive_authorization(credentials: Credentials) -> str | None:
+    if credentials.token is not None:
+        return bearer_header(credentials.token)
+    return None
 
 
 def _scope_of(challenge: Challenge) -> frozenset[str]:
