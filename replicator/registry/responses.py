@@ -17,6 +17,13 @@ from replicator.errors import AuthenticationError, NotFoundError, RegistryError
 from replicator.registry.retry import parse_retry_after
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
+# HEAD answers carry no body, so no code: say what the status means instead.
+_STATUS_SUMMARIES = {
+    401: "unauthorized (credentials missing or refused)",
+    403: "denied (credentials lack permission)",
+    404: "not found",
+    429: "too many requests",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +68,9 @@ def error_for_response(
     """Build the error describing an unexpected response."""
     codes = error_codes(body)
     error_type = _error_type(status, codes)
-    summary = ", ".join(codes) if codes else f"HTTP {status}"
+    summary = (
+        ", ".join(codes) if codes else _STATUS_SUMMARIES.get(status, f"HTTP {status}")
+    )
     return error_type(
         f"{context.operation} failed: {summary}",
         status=status,
