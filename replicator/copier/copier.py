@@ -43,6 +43,9 @@ _STALE_LEDGER_CODES = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
 # ECR answers TAG_INVALID when a tag of an immutable repository would move; tag
 # names are validated before any request, so here it means exactly that.
 _IMMUTABLE_TAG_CODES = frozenset({"TAG_INVALID"})
+# A tag pushed to continuously could supersede a copy forever; after this many
+# rounds the copy fails and its event is retried later.
+MAX_SUPERSEDED_ROUNDS = 3
 
 
 class RepositoryHook(Protocol):
@@ -51,6 +54,10 @@ class RepositoryHook(Protocol):
     async def prepare(self, destination: RegistryClient, repository: str) -> None:
         """Make the repository ready (for ECR: create it if it does not exist)."""
         ...
+
+
+class Superseded(ReplicatorError):
+    """The source tag moved while a copy ran; the copy starts again."""
 
 
 class TagSkipped(ReplicatorError):
@@ -78,7 +85,7 @@ class Copier:
         started = time.monotonic()
         stats = CopyStats()
         try:
-            outcome, digest = await self._copy(job, stats, set(), depth=0)
+            outcome, digest = await self._copy_newest(job, stats)
             error = None
         except TagSkipped as exc:
             outcome, digest, error = ImageOutcome.SKIPPED, exc.digest, str(exc)
@@ -98,6 +105,18 @@ class Copier:
         _record(result)
 
         return result
+
+    async def _copy_newest(
+        self, job: CopyJob, stats: CopyStats
+    ) -> tuple[ImageOutcome, str]:
+        # Guarantee 8 across replicas: a copy whose source tag moved while it ran
+        # does not set the destination tag back; it copies again, newest first.
+        for _ in range(MAX_SUPERSEDED_ROUNDS - 1):
+            try:
+                return await self._copy(job, stats, set(), depth=0)
+            except Superseded:
+                log.info("copy_superseded", **job.describe())
+        return await self._copy(job, stats, set(), depth=0)
 
     async def _copy(
         self, job: CopyJob, stats: CopyStats, visited: set[str], depth: int
@@ -137,6 +156,8 @@ class Copier:
         await asyncio.shield(task)
 
     async def _push_tag(self, job: CopyJob, root: Manifest, stats: CopyStats) -> None:
+        if job.tag is not None and job.tag == job.reference:
+            await self._check_source_tag(job, root.digest)
         try:
             await self._push_manifest(job, job.tag or root.digest, root, stats)
         except RegistryError as error:
@@ -149,6 +170,15 @@ class Copier:
                 tag=job.tag,
                 digest=root.digest,
             ) from error
+
+    async def _check_source_tag(self, job: CopyJob, digest: str) -> None:
+        current = await manifests.head(job.source, job.source_repository, job.reference)
+        if current is not None and current.digest != digest:
+            raise Superseded(
+                "source tag moved during the copy",
+                repository=job.source_repository,
+                tag=job.reference,
+            )
 
     async def _resolve_source(self, job: CopyJob) -> Descriptor:
         found = await manifests.head(job.source, job.source_repository, job.reference)

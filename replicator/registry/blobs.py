@@ -8,15 +8,18 @@ with ``Content-Range``, then an empty closing PUT. Nothing here buffers a whole 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+
+import aiohttp
 
 from replicator.errors import IntegrityError, NotFoundError, RegistryError
 from replicator.reference import validate_digest, validate_repository
 from replicator.registry.auth import pull_scope, push_scope
-from replicator.registry.client import RegistryClient
-from replicator.registry.urls import resolve_location, with_query
+from replicator.registry.client import RegistryClient, translated_stream
+from replicator.registry.responses import RequestContext
+from replicator.registry.urls import redact_url, resolve_location, with_query
 
 READ_CHUNK_BYTES = 1024 * 1024
 PATCH_CHUNK_BYTES = 16 * 1024 * 1024
@@ -75,7 +78,8 @@ async def open_stream(
         context=context,
         scopes=[pull_scope(repository)],
     ) as response:
-        yield response.content.iter_chunked(READ_CHUNK_BYTES)
+        chunks = response.content.iter_chunked(READ_CHUNK_BYTES)
+        yield translated_stream(chunks, str(response.url), context)
 
 
 async def mount(
@@ -87,24 +91,32 @@ async def mount(
         mount=validate_digest(digest),
         **{"from": validate_repository(from_repository)},
     )
-    context = client.context("blob_mount", repository, digest)
-    try:
-        async with client.open(
-            "POST",
-            url,
-            context=context,
-            scopes=[push_scope(repository), pull_scope(from_repository)],
-            expected=(201, 202),
-        ) as response:
-            if response.status == 201:
-                return MountResult(mounted=True)
-            return MountResult(False, _location(response.headers, str(response.url)))
-    except RegistryError as error:
-        # A refused mount (no pull right on the source, unknown blob, a registry
-        # without mount support) is no failure: the blob is uploaded instead.
-        if error.retryable:
-            raise
-        return MountResult(mounted=False)
+
+    async def attempt() -> MountResult:
+        context = client.context("blob_mount", repository, digest)
+        try:
+            async with client.open(
+                "POST",
+                url,
+                context=context,
+                scopes=[push_scope(repository), pull_scope(from_repository)],
+                expected=(201, 202),
+            ) as response:
+                if response.status == 201:
+                    return MountResult(mounted=True)
+                location = _location(response, context)
+                return MountResult(False, location)
+        except RegistryError as error:
+            # A refused mount (no pull right on the source, unknown blob, a
+            # registry without mount support) is no failure: the blob is uploaded
+            # instead. A passing failure is retried like any other request.
+            if error.retryable:
+                raise
+            return MountResult(mounted=False)
+
+    return await client.retry.run(
+        "blob_mount", attempt, registry=client.name, repository=repository
+    )
 
 
 async def upload(
@@ -137,7 +149,7 @@ async def start_upload(client: RegistryClient, repository: str, digest: str) -> 
         scopes=[push_scope(repository)],
         expected=(202,),
     ) as response:
-        return _location(response.headers, str(response.url))
+        return _location(response, context)
 
 
 async def _put_whole(
@@ -214,7 +226,7 @@ async def _patch(
         data=piece,
         expected=(202,),
     ) as response:
-        return _location(response.headers, str(response.url))
+        return _location(response, context)
 
 
 async def _pieces(
@@ -230,13 +242,16 @@ async def _pieces(
         yield bytes(buffer)
 
 
-def _location(headers: Mapping[str, str], request_url: str) -> str:
-    location = headers.get("Location")
+def _location(response: aiohttp.ClientResponse, context: RequestContext) -> str:
+    location = response.headers.get("Location")
     if not location:
         raise RegistryError(
-            "registry answered without a Location for the upload", retryable=True
+            "registry answered without a Location for the upload",
+            retryable=True,
+            url=redact_url(str(response.url)),
+            **context.fields(),
         )
-    return resolve_location(request_url, location)
+    return resolve_location(str(response.url), location)
 
 
 def _check_stored_digest(stored: str | None, digest: str) -> None:

@@ -18,7 +18,12 @@ from typing import Any
 import aiohttp
 
 from replicator import metrics
-from replicator.errors import AuthenticationError, RegistryError, TransportError
+from replicator.errors import (
+    AuthenticationError,
+    RegistryError,
+    ReplicatorError,
+    TransportError,
+)
 from replicator.registry.auth import (
     ANONYMOUS,
     Challenge,
@@ -41,6 +46,8 @@ from replicator.registry.tracing import trace_config
 from replicator.registry.urls import redact_url, resolve_location, same_origin
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# What aiohttp raises when no usable answer arrives: translated to TransportError.
+NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 MAX_REDIRECTS = 5
 READ_BUFFER_BYTES = 4 * 1024 * 1024
 
@@ -139,6 +146,11 @@ class RegistryClient:
             if response.status not in set(expected):
                 raise await self._error(response, context)
             yield response
+        except ReplicatorError:
+            raise
+        except NETWORK_ERRORS as exc:
+            # The body was cut short or stalled while the caller read it.
+            raise _transport_error(exc, str(response.url), context) from exc
         finally:
             response.release()
 
@@ -152,29 +164,43 @@ class RegistryClient:
         data: Any,
         replayable: bool,
     ) -> aiohttp.ClientResponse:
-        authorization = await self._authorization(scopes, context)
-        response = await self._send(method, url, context, headers, authorization, data)
-        if response.status != 401:
-            return response
+        if not same_origin(url, self.endpoint.base_url):
+            # A Location or Link may name another host; credentials are for the
+            # registry alone (DESIGN.md, Security).
+            return await self._send(method, url, context, headers, None, data)
+        # At most three rounds: an anonymous probe that learns the challenge, the
+        # credentials in hand, and credentials fetched anew after a refusal.
+        refreshed = False
+        while True:
+            try:
+                authorization = await self._authorization(scopes, context)
+            except AuthenticationError as error:
+                # The token service refused the credentials in hand.
+                if refreshed or error.status != 401:
+                    raise
+                refreshed = True
+                self._credentials.invalidate()
+                continue
+            response = await self._send(
+                method, url, context, headers, authorization, data
+            )
+            if response.status != 401:
+                return response
 
-        self._learn_challenge(response, scopes)
-        if not replayable:
-            # The body is spent; the next attempt of the retry policy resends it
-            # with credentials refreshed from the challenge just learned.
-            raise await self._error(response, context, retryable=True)
-        if authorization is not None:
-            # Refused credentials may have expired (an ECR token): fetch anew, once.
-            self._credentials.invalidate()
-        elif not await self._can_authenticate():
-            raise await self._error(response, context)
-        response.release()
-
-        authorization = await self._authorization(scopes, context)
-        response = await self._send(method, url, context, headers, authorization, data)
-        if response.status == 401:
-            self._tokens.discard(scopes)
-            raise await self._error(response, context)
-        return response
+            self._learn_challenge(response, scopes, authorization)
+            if not replayable:
+                # The body is spent; the next attempt of the retry policy resends it
+                # with credentials refreshed from the challenge just learned.
+                raise await self._error(response, context, retryable=True)
+            if refreshed or (
+                authorization is None and not await self._can_authenticate()
+            ):
+                raise await self._error(response, context)
+            if authorization is not None:
+                # Refused credentials may have expired (an ECR token): fetch anew.
+                refreshed = True
+                self._credentials.invalidate()
+            response.release()
 
     async def _follow_redirects(
         self,
@@ -219,12 +245,13 @@ class RegistryClient:
                 allow_redirects=False,
                 ssl=self._ssl,
             )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise TransportError(
-                f"{context.operation} failed: {type(exc).__name__}",
-                url=redact_url(url),
-                **context.fields(),
-            ) from exc
+        except NETWORK_ERRORS as exc:
+            failure = exc.__cause__
+            if isinstance(failure, ReplicatorError):
+                # aiohttp wraps a failure of the body being sent (a source stream
+                # cut short or corrupt): that failure is the news, not this request.
+                raise failure from failure.__cause__
+            raise _transport_error(exc, url, context) from exc
 
     async def _error(
         self,
@@ -251,14 +278,23 @@ class RegistryClient:
             return False
         if challenge.scheme == "bearer":
             return True
-        return (await self._credentials.get()).has_password
+        if challenge.scheme == "basic":
+            return (await self._credentials.get()).has_password
+        return False
 
     def _learn_challenge(
-        self, response: aiohttp.ClientResponse, scopes: frozenset[str]
+        self,
+        response: aiohttp.ClientResponse,
+        scopes: frozenset[str],
+        authorization: str | None,
     ) -> None:
         header = response.headers.get("WWW-Authenticate", "")
         self._challenge = parse_challenge(header) if header else None
-        self._tokens.discard(scopes)
+        # Forget only the token refused: a concurrent request may have fetched a
+        # good one since this request left, and an anonymous probe refuses none.
+        cached = self._tokens.get(scopes)
+        if cached is not None and bearer_header(cached) == authorization:
+            self._tokens.discard(scopes)
 
     async def _authorization(
         self, scopes: frozenset[str], context: RequestContext
@@ -305,7 +341,10 @@ class RegistryClient:
                 "bearer challenge names no token realm", **context.fields()
             )
         params = [("service", challenge.service or "")]
-        params += [("scope", scope) for scope in sorted(scopes | _scope_of(challenge))]
+        # The challenge's scope was for the request that drew it, perhaps another
+        # repository; an operation that names its scopes asks for those alone.
+        requested = scopes or _scope_of(challenge)
+        params += [("scope", scope) for scope in sorted(requested)]
         headers = {}
         credentials = await self._credentials.get()
         if credentials.has_password:
@@ -330,6 +369,47 @@ class RegistryClient:
             ) from exc
 
 
+async def read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """Read a whole body, or its first ``max_bytes + 1`` bytes if it is longer.
+
+    ``StreamReader.read(n)`` returns what has arrived so far, not ``n`` bytes; a
+    body that comes in several pieces must be read until its end.
+    """
+    body = bytearray()
+    while len(body) <= max_bytes:
+        piece = await response.content.read(max_bytes + 1 - len(body))
+        if not piece:
+            break
+        body += piece
+
+    return bytes(body)
+
+
+async def translated_stream(
+    chunks: AsyncIterator[bytes], url: str, context: RequestContext
+) -> AsyncIterator[bytes]:
+    """Yield a body's chunks, turning a cut or stalled connection into TransportError.
+
+    A blob stream is read inside another request (the upload it feeds), so its
+    failure must say itself which registry and request it came from.
+    """
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except NETWORK_ERRORS as exc:
+        raise _transport_error(exc, url, context) from exc
+
+
+def _transport_error(
+    exc: BaseException, url: str, context: RequestContext
+) -> TransportError:
+    return TransportError(
+        f"{context.operation} failed: {type(exc).__name__}",
+        url=redact_url(url),
+        **context.fields(),
+    )
+
+
 def _preemptive_authorization(credentials: Credentials) -> str | None:
     if credentials.token is not None:
         return bearer_header(credentials.token)
@@ -342,6 +422,6 @@ def _scope_of(challenge: Challenge) -> frozenset[str]:
 
 async def _read_error_body(response: aiohttp.ClientResponse) -> bytes:
     try:
-        return await response.content.read(MAX_ERROR_BODY_BYTES)
+        return await read_body(response, MAX_ERROR_BODY_BYTES)
     except (aiohttp.ClientError, TimeoutError, OSError):
         return b""

@@ -17,7 +17,7 @@ from replicator.reference import (
     validate_repository,
 )
 from replicator.registry.auth import delete_scope, pull_scope, push_scope
-from replicator.registry.client import RegistryClient
+from replicator.registry.client import RegistryClient, read_body
 
 
 def _path(repository: str, reference: str) -> str:
@@ -79,7 +79,7 @@ async def _get_once(
         scopes=[pull_scope(repository)],
         headers={"Accept": mediatypes.ACCEPT_MANIFESTS},
     ) as response:
-        data = await response.content.read(MAX_MANIFEST_BYTES + 1)
+        data = await read_body(response, MAX_MANIFEST_BYTES)
         announced = response.headers.get("Docker-Content-Digest")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
     expected = reference if is_digest(reference) else announced

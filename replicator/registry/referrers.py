@@ -16,7 +16,7 @@ from replicator.manifest import (
 )
 from replicator.reference import validate_digest, validate_repository
 from replicator.registry.auth import pull_scope
-from replicator.registry.client import RegistryClient
+from replicator.registry.client import RegistryClient, read_body
 
 
 async def list_referrers(
@@ -37,7 +37,7 @@ async def list_referrers(
                 scopes=[pull_scope(repository)],
                 headers={"Accept": mediatypes.OCI_INDEX},
             ) as response:
-                data = await response.content.read(MAX_MANIFEST_BYTES + 1)
+                data = await read_body(response, MAX_MANIFEST_BYTES)
         except NotFoundError:
             return None
         except RegistryError as error:

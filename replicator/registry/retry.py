@@ -19,7 +19,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from replicator import metrics
@@ -30,6 +31,9 @@ T = TypeVar("T")
 # A registry asking for a longer pause than this is treated as asking for this:
 # a job should fail visibly rather than sleep for an hour.
 MAX_RETRY_AFTER_S = 300.0
+# Up to this much random delay is added to each backoff, so that clients refused
+# together do not all come back at the same instant.
+JITTER_S = 1.0
 
 log = structlog.get_logger("replicator.retry")
 
@@ -82,10 +86,12 @@ class RetryPolicy:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RegistryError) and error.retry_after_s is not None:
             return min(error.retry_after_s, MAX_RETRY_AFTER_S)
-        backoff = wait_exponential_jitter(
-            initial=self.initial_backoff_s, max=self.max_backoff_s
+        # wait_exponential_jitter's parameters changed name in tenacity 9; these two
+        # strategies mean the same in every version pyproject.toml allows.
+        backoff = wait_exponential(multiplier=self.initial_backoff_s) + wait_random(
+            0, JITTER_S
         )
-        return float(backoff(state))
+        return min(float(backoff(state)), self.max_backoff_s)
 
 
 def _log_retry(

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from replicator.errors import ManifestError, NotFoundError
 from replicator.reference import validate_repository
 from replicator.registry.auth import CATALOG_SCOPE, pull_scope
-from replicator.registry.client import RegistryClient
+from replicator.registry.client import RegistryClient, read_body
 from replicator.registry.urls import resolve_location
 
 PAGE_SIZE = 1000
@@ -63,7 +63,7 @@ async def _page(
     async def attempt() -> tuple[object, str | None]:
         context = client.context(operation, repository)
         async with client.open("GET", url, context=context, scopes=[scope]) as response:
-            body = await response.content.read(MAX_LISTING_PAGE_BYTES)
+            body = await read_body(response, MAX_LISTING_PAGE_BYTES)
             link = next_link(response.headers.get("Link"))
             following = resolve_location(str(response.url), link) if link else None
         return _json(body, operation), following

@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 # Query keys whose values are harmless and useful in logs; every other value (S3
 # signatures, upload state tokens) is replaced, since a signed URL is a credential.
 _SAFE_QUERY_KEYS = frozenset({"digest", "mount", "from", "n", "last", "service"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def redact_url(url: str) -> str:
@@ -41,6 +42,14 @@ def with_query(url: str, **params: str) -> str:
 
 
 def same_origin(first: str, second: str) -> bool:
-    """Say whether two URLs share scheme, host and port."""
-    a, b = urlsplit(first), urlsplit(second)
-    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+    """Say whether two URLs share scheme, host and port (RFC 6454, 4)."""
+    return _origin(first) == _origin(second)
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return (
+        parts.scheme,
+        parts.hostname,
+        parts.port or _DEFAULT_PORTS.get(parts.scheme),
+    )

@@ -43,6 +43,7 @@ def test_compares_origins() -> None:
     assert same_origin("http://reg:5000/a", "http://reg:5000/b?x=1")
     assert not same_origin("http://reg:5000/a", "http://127.0.0.2:5000/a")
     assert not same_origin("http://reg:5000/a", "https://reg:5000/a")
+    assert same_origin("https://reg.example/v2/", "https://REG.example:443/v2/a")
 
 
 @pytest.mark.parametrize(
