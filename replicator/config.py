@@ -257,26 +257,156 @@ class Credentials:
 ANONYMOUS = Credentials()
 
 
+RegistryUrl = Annotated[StrictStr, AfterValidator(_normalise_registry_url)]
+# IAM and STS formats: see the AssumeRole API reference (RoleArn, RoleSessionName,
+# ExternalId) and IAM's limits on role paths and names.
+RoleArn = Annotated[
+    StrictStr,
+    _full_match(
+        r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}",
+        "must be an IAM role ARN such as arn:aws:iam::111122223333:role/replicator",
+    ),
+]
+SessionName = Annotated[
+    StrictStr,
+    _full_match(
+        r"[\w+=,.@-]{2,64}",
+        "must be 2 to 64 characters of letters, digits and + = , . @ _ -",
+    ),
+]
+ExternalId = Annotated[
+    StrictStr,
+    _full_match(
+        r"[\w+=,.@:/-]{2,1224}",
+        "must be 2 to 1224 characters of letters, digits and + = , . @ : / _ -",
+    ),
+]
+TagKey = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+TagValue = Annotated[StrictStr, Field(max_length=256)]
+# AWS allows 50 tags per resource.
+MAX_REPOSITORY_TAGS = 50
+# ECR's default quota for PutImage is 10 requests per second per registry.
+DEFAULT_PUT_IMAGE_RATE_PER_S = 10.0
+
+
+class EcrEndpoints(_Model):
+    """Overrides of AWS API endpoints (VPC endpoints, local tests); AWS's by default."""
+
+    ecr: RegistryUrl | None = None
+    sts: RegistryUrl | None = None
+
+
+class RepositorySettings(_Model):
+    """How a destination repository is created (ECR CreateRepository)."""
+
+    image_tag_mutability: Literal["MUTABLE", "IMMUTABLE"] = "MUTABLE"
+    encryption_type: Literal["AES256", "KMS", "KMS_DSSE"] = "AES256"
+    kms_key: NonEmptyStr | None = None
+    scan_on_push: StrictBool = False
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_encryption(self) -> Self:
+        """Allow a KMS key only with KMS encryption, and at most 50 tags."""
+        if self.kms_key is not None and self.encryption_type == "AES256":
+            raise ValueError(
+                "kms_key needs encryption_type: KMS (or KMS_DSSE); AES256 uses "
+                "keys that Amazon ECR manages"
+            )
+        if len(self.tags) > MAX_REPOSITORY_TAGS:
+            raise ValueError(f"tags: AWS allows at most {MAX_REPOSITORY_TAGS} tags")
+        return self
+
+
+class EcrSettings(_Model):
+    """How replicator reaches an Amazon ECR registry: AWS credentials and endpoints.
+
+    AWS credentials come from the standard chain (environment, profile, web
+    identity for Kubernetes service accounts, instance role); ``assume_role_arn``
+    then switches to a role, typically in the registry's own account.
+    """
+
+    endpoint_url: EcrEndpoints = EcrEndpoints()
+    data_plane_url: RegistryUrl | None = None
+    assume_role_arn: RoleArn | None = None
+    external_id: ExternalId | None = None
+    session_name: SessionName = "replicator"
+    create_repositories: StrictBool = True
+    repository_settings: RepositorySettings = RepositorySettings()
+    put_image_rate_per_s: Annotated[float, Strict(), Field(gt=0, le=10000)] = (
+        DEFAULT_PUT_IMAGE_RATE_PER_S
+    )
+
+    @model_validator(mode="after")
+    def _check_role(self) -> Self:
+        """Allow an external ID or a session name only with a role to assume."""
+        if self.external_id is not None and self.assume_role_arn is None:
+            raise ValueError("external_id needs assume_role_arn")
+        return self
+
+
+DEFAULT_ECR_SETTINGS = EcrSettings()
+
+
+def ecr_registry_url(registry_id: str, region: str) -> str:
+    """Return the URL AWS gives a private registry: ``https://<id>.dkr.ecr...``."""
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://{registry_id}.dkr.ecr.{region}.{domain}"
+
+
 class Registry(_Model):
     """One registry: where it is, how to trust it, how to log in."""
 
-    url: Annotated[StrictStr, AfterValidator(_normalise_registry_url)]
+    url: RegistryUrl | None = None
     insecure: StrictBool = False
     credentials: CredentialsConfig | None = None
     registry_id: AccountId | None = None
     region: Region | None = None
+    ecr: EcrSettings | None = None
 
     _resolved_credentials: Credentials | None = PrivateAttr(default=None)
 
     @property
+    def registry_url(self) -> str:
+        """Return the registry's own URL: url, or for ECR the one AWS derives."""
+        if self.url is not None:
+            return self.url
+        if self.registry_id is None or self.region is None:
+            raise ConfigError(
+                "give url, or registry_id and region for Amazon ECR", key_path="url"
+            )
+        return ecr_registry_url(self.registry_id, self.region)
+
+    @property
     def base_url(self) -> str:
-        """Return ``http(s)://host[:port]``, without a trailing slash."""
-        return self.url
+        """Return where requests go, ``http(s)://host[:port]``, no trailing slash.
+
+        That is the registry URL, unless an ECR ``data_plane_url`` overrides it.
+        """
+        if self.ecr is not None and self.ecr.data_plane_url is not None:
+            return self.ecr.data_plane_url
+        return self.registry_url
 
     @property
     def host(self) -> str:
-        """Return ``host[:port]`` as it appears in image references."""
-        return self.url.partition("://")[2]
+        """Return ``host[:port]`` of base_url, as it appears in image references."""
+        return self.base_url.partition("://")[2]
+
+    @property
+    def ecr_settings(self) -> EcrSettings | None:
+        """Return how to reach this registry as Amazon ECR, or None if it is not.
+
+        An ``ecr`` block says so; without one, a registry given by ECR identity
+        (an ECR host name, or registry_id and region without url) and without
+        credentials is ECR with default settings.
+        """
+        if self.ecr is not None:
+            return self.ecr
+        if self.credentials is not None or self.ecr_identity is None:
+            return None
+        if self.url is None or ecr_identity_from_host(_host_of(self.url)):
+            return DEFAULT_ECR_SETTINGS
+        return None
 
     @property
     def verify_tls(self) -> bool:
@@ -292,7 +422,9 @@ class Registry(_Model):
         """
         if self.registry_id is not None and self.region is not None:
             return (self.registry_id, self.region)
-        return ecr_identity_from_host(self.host)
+        if self.url is None:
+            return None
+        return ecr_identity_from_host(_host_of(self.url))
 
     @property
     def resolved_credentials(self) -> Credentials:
@@ -305,6 +437,11 @@ class Registry(_Model):
                 key_path="credentials",
             )
         return self._resolved_credentials
+
+
+def _host_of(url: str) -> str:
+    """Return ``host[:port]`` of a normalised ``scheme://host[:port]`` URL."""
+    return url.partition("://")[2]
 
 
 def ecr_identity_from_host(host: str) -> tuple[str, str] | None:
@@ -337,6 +474,150 @@ class Log(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+_LISTEN = re.compile(
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})"
+)
+
+
+def _check_listen(value: str) -> str:
+    """Accept ``host:port`` or ``[v6-address]:port``; port 0 picks a free one."""
+    match = _LISTEN.fullmatch(value)
+    if match is None or int(match["port"]) > 65535:
+        raise ValueError("must be host:port, such as 0.0.0.0:8080 or [::]:8080")
+    return value
+
+
+class Server(_Model):
+    """The daemon's HTTP listener: /healthz, /readyz, /metrics and the webhook."""
+
+    listen: Annotated[StrictStr, AfterValidator(_check_listen)] = "0.0.0.0:8080"
+    # SIGTERM: how long in-flight copies may finish before they are cancelled.
+    shutdown_grace_s: PositiveSeconds = 30.0
+
+    @property
+    def host(self) -> str:
+        """Return the address to bind, without IPv6 brackets."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """Return the port to bind (0: any free port)."""
+        return int(self.listen.rpartition(":")[2])
+
+
+# Paths the daemon serves itself; the webhook cannot take them.
+RESERVED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+MIN_WEBHOOK_TOKEN_LENGTH = 16
+# RFC 6750 section 2.1 allows these in a bearer token; all survive YAML and headers.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+
+WebhookPath = Annotated[
+    StrictStr,
+    _full_match(
+        r"(?:/[A-Za-z0-9._~-]+)+",
+        "must be a URL path such as /webhook: '/'-separated segments of letters, "
+        "digits, '.', '_', '~' and '-'",
+    ),
+]
+
+
+class WebhookSettings(_Model):
+    """The endpoint registries POST notifications to, behind a bearer token."""
+
+    enabled: StrictBool = True
+    path: WebhookPath = "/webhook"
+    token_env: EnvVarName | None = None
+    token_file: NonEmptyStr | None = None
+
+    _resolved_token: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check_token_source(self) -> Self:
+        """Require exactly one token source when the webhook is enabled."""
+        given = _count_given(self.token_env, self.token_file)
+        if given > 1:
+            raise ValueError("give one of token_env or token_file, not both")
+        if given == 0 and self.enabled:
+            raise ValueError("the webhook needs a token: set token_env or token_file")
+        return self
+
+    @property
+    def token(self) -> SecretStr:
+        """Return the token read when the configuration was loaded."""
+        if self._resolved_token is None:
+            raise ConfigError(
+                "the webhook token was not read: build the Config with parse_config",
+                key_path="sources.webhook",
+            )
+        return self._resolved_token
+
+    def token_value(self) -> str:
+        """Return the token itself, for the webhook route; never log it."""
+        return self.token.get_secret_value()
+
+
+# SQS endpoints: sqs[-fips].<region>.amazonaws.com[.cn]
+_SQS_HOST = re.compile(
+    r"sqs(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
+)
+
+
+def _check_http_url(value: str) -> str:
+    """Accept an http:// or https:// URL with a host and without credentials."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold credentials")
+    try:
+        _ = parts.port  # urlsplit checks the port only when it is asked for
+    except ValueError:
+        raise ValueError("has an invalid port; expected 1-65535") from None
+    return value
+
+
+def _check_queue_url(value: str) -> str:
+    """Accept a queue URL as SQS gives it: ``https://host/<account>/<queue>``."""
+    _check_http_url(value)
+    if re.fullmatch(r"/[0-9]{12}/[A-Za-z0-9_-]{1,80}(?:\.fifo)?", urlsplit(value).path):
+        return value
+    raise ValueError(
+        "must be a queue URL such as "
+        "https://sqs.us-east-1.amazonaws.com/111122223333/replicator-events"
+    )
+
+
+HttpUrl = Annotated[StrictStr, AfterValidator(_check_http_url)]
+
+
+class SqsSettings(_Model):
+    """The SQS queue EventBridge delivers ECR ``ECR Image Action`` events to."""
+
+    queue_url: Annotated[StrictStr, AfterValidator(_check_queue_url)]
+    region: Region | None = None
+    endpoint_url: HttpUrl | None = None
+    # SQS's own bounds (ReceiveMessage, ChangeMessageVisibility).
+    wait_time_s: Annotated[StrictInt, Field(ge=1, le=20)] = 20
+    visibility_timeout_s: Annotated[StrictInt, Field(ge=1, le=43200)] = 60
+    max_messages: Annotated[StrictInt, Field(ge=1, le=10)] = 10
+    retry_delay_s: Annotated[StrictInt, Field(ge=0, le=43200)] = 30
+
+    @property
+    def region_name(self) -> str | None:
+        """Return region, or the one an AWS queue URL names."""
+        if self.region is not None:
+            return self.region
+        match = _SQS_HOST.fullmatch(urlsplit(self.queue_url).hostname or "")
+        return None if match is None else match["region"]
+
+
+class Sources(_Model):
+    """Where push and delete events come from; each source is optional."""
+
+    webhook: WebhookSettings | None = None
+    sqs: SqsSettings | None = None
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -347,6 +628,11 @@ class Config(_Model):
     concurrency: Concurrency = Concurrency()
     retry: Retry = Retry()
     log: Log = Log()
+    server: Server = Server()
+    sources: Sources = Sources()
+    # Read rules from the source's ECR replication configuration (DescribeRegistry)
+    # at start, ahead of the rules above.
+    rules_from_ecr: StrictBool = False
 
     @field_validator("rules", mode="before")
     @classmethod
@@ -410,7 +696,10 @@ def find_problems(config: Config) -> list[Problem]:
         *_registry_problems(config),
         *_source_problems(config),
         *_rule_problems(config),
+        *_rules_from_ecr_problems(config),
         *_retry_problems(config),
+        *_webhook_problems(config),
+        *_sqs_problems(config),
     ]
 
 
@@ -419,12 +708,20 @@ def _registry_problems(config: Config) -> Iterator[Problem]:
     seen: dict[tuple[str, str], str] = {}
     for name, registry in config.registries.items():
         key_path = f"registries.{name}"
-        if registry.url.startswith("http://") and not registry.insecure:
+        if registry.url is None and None in (registry.registry_id, registry.region):
+            yield Problem(
+                f"{key_path}.url",
+                "required key is missing (an Amazon ECR registry may give "
+                "registry_id and region instead)",
+            )
+            continue
+        if registry.url is not None and _is_plain_http(registry.url, registry):
             yield Problem(
                 f"{key_path}.url",
                 "plain http:// needs insecure: true; use https:// otherwise",
             )
         yield from _ecr_identity_problems(registry, key_path)
+        yield from _ecr_settings_problems(registry, f"{key_path}.ecr")
         identity = registry.ecr_identity
         if identity is not None and identity in seen:
             yield Problem(
@@ -441,6 +738,51 @@ def _ecr_identity_problems(registry: Registry, key_path: str) -> Iterator[Proble
         missing = "region" if registry.region is None else "registry_id"
         yield Problem(
             f"{key_path}.{missing}", "registry_id and region go together; set both"
+        )
+
+
+def _is_plain_http(url: str, registry: Registry) -> bool:
+    """Say whether url is plain http:// on a registry not marked insecure."""
+    return url.startswith("http://") and not registry.insecure
+
+
+def _ecr_settings_problems(registry: Registry, key_path: str) -> Iterator[Problem]:
+    """Check that an ecr block names an ECR registry, and its URLs' schemes."""
+    settings = registry.ecr
+    if settings is None:
+        return
+    if registry.ecr_identity is None:
+        yield Problem(
+            key_path,
+            "an ECR registry needs registry_id and region, or an ECR url such as "
+            "https://111122223333.dkr.ecr.us-west-2.amazonaws.com",
+        )
+    if registry.credentials is not None:
+        yield Problem(
+            key_path.removesuffix(".ecr") + ".credentials",
+            "ECR registries log in with GetAuthorizationToken; remove credentials "
+            "or the ecr block",
+        )
+    urls = {
+        "data_plane_url": settings.data_plane_url,
+        "endpoint_url.ecr": settings.endpoint_url.ecr,
+        "endpoint_url.sts": settings.endpoint_url.sts,
+    }
+    for key, url in urls.items():
+        if url is not None and _is_plain_http(url, registry):
+            yield Problem(
+                f"{key_path}.{key}",
+                "plain http:// needs insecure: true on the registry",
+            )
+
+
+def _rules_from_ecr_problems(config: Config) -> Iterator[Problem]:
+    """Check that rules_from_ecr reads from an ECR source."""
+    source = config.registries.get(config.source)
+    if config.rules_from_ecr and source is not None and not source.ecr_settings:
+        yield Problem(
+            "rules_from_ecr",
+            "needs an Amazon ECR source registry (an ecr block, or an ECR url)",
         )
 
 
@@ -530,6 +872,30 @@ def _retry_problems(config: Config) -> Iterator[Problem]:
         yield Problem("retry.max_backoff_s", "must be at least retry.initial_backoff_s")
 
 
+def _webhook_problems(config: Config) -> Iterator[Problem]:
+    """Check that the webhook path is free."""
+    webhook = config.sources.webhook
+    if webhook is not None and webhook.path in RESERVED_PATHS:
+        yield Problem(
+            "sources.webhook.path",
+            "is taken by the daemon's /healthz, /readyz or /metrics",
+        )
+
+
+def _sqs_problems(config: Config) -> Iterator[Problem]:
+    """Check that the queue's region is known and its URL uses TLS."""
+    sqs = config.sources.sqs
+    if sqs is None:
+        return
+    if sqs.region_name is None:
+        yield Problem("sources.sqs.region", "cannot be read from queue_url; set region")
+    if sqs.queue_url.startswith("http://") and sqs.endpoint_url is None:
+        yield Problem(
+            "sources.sqs.queue_url",
+            "must be https://; plain http:// only with endpoint_url (local tests)",
+        )
+
+
 def problems_from_validation_error(error: ValidationError) -> list[Problem]:
     """Translate pydantic's errors into key paths and plain messages."""
     return [_problem_from(detail) for detail in error.errors(include_url=False)]
@@ -577,7 +943,7 @@ def _unknown_key_message(location: Sequence[str | int]) -> str:
     """Say that a key is unknown, and which keys the mapping allows."""
     key = str(location[-1])
     model = _model_at(location[:-1])
-    if model is CredentialsConfig and key in _INLINE_SECRET_KEYS:
+    if model in (CredentialsConfig, WebhookSettings) and key in _INLINE_SECRET_KEYS:
         return (
             f"inline secrets are not allowed: use {key}_env (an environment "
             f"variable) or {key}_file (a file path)"
@@ -732,6 +1098,41 @@ def _resolve_all_credentials(config: Config, sources: SecretSources) -> list[Pro
     return problems
 
 
+def _resolve_webhook_token(config: Config, sources: SecretSources) -> list[Problem]:
+    """Read the webhook's token into it; return what failed."""
+    webhook = config.sources.webhook
+    if webhook is None or not webhook.enabled:
+        return []
+    key_path = "sources.webhook"
+    try:
+        token = _read_one(
+            sources, key_path, "token", env=webhook.token_env, file=webhook.token_file
+        )
+    except ConfigError as error:
+        return [Problem(error.key_path, error.message)]
+    source_key = f"{key_path}.token_{'env' if webhook.token_env else 'file'}"
+    if token is None or not _is_strong_token(token):
+        return [
+            Problem(
+                source_key,
+                f"the token must be at least {MIN_WEBHOOK_TOKEN_LENGTH} characters "
+                "of A-Z a-z 0-9 . _ ~ + / - (a bearer token, RFC 6750)",
+            )
+        ]
+    # Set once, before the Config escapes parse_config; it is frozen after.
+    webhook._resolved_token = SecretStr(token)
+
+    return []
+
+
+def _is_strong_token(token: str) -> bool:
+    """Say whether a token is long enough and fits in a bearer header."""
+    return (
+        len(token) >= MIN_WEBHOOK_TOKEN_LENGTH
+        and _BEARER_TOKEN.fullmatch(token) is not None
+    )
+
+
 def parse_config(
     data: object,
     origin: str,
@@ -750,7 +1151,10 @@ def parse_config(
         environ=os.environ if environ is None else environ,
         base_dir=Path.cwd() if base_dir is None else base_dir,
     )
-    problems = _resolve_all_credentials(config, sources)
+    problems = [
+        *_resolve_all_credentials(config, sources),
+        *_resolve_webhook_token(config, sources),
+    ]
     if problems:
         raise config_error(problems, origin)
 

@@ -8,7 +8,7 @@ become labels.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from replicator import __version__
 
@@ -24,7 +24,8 @@ EVENTS_RECEIVED = Counter(
 EVENTS_REJECTED = Counter(
     "replicator_events_rejected_total",
     "Events refused or ignored, by source and reason (malformed, unauthorized, "
-    "unsupported_action, invalid_name, not_selected, duplicate, failed_result).",
+    "unsupported_action, invalid_name, not_selected, duplicate, failed_result, "
+    "ignored).",
     ["source", "reason"],
 )
 QUEUE_DEPTH = Gauge(
@@ -97,6 +98,27 @@ CREDENTIAL_REFRESHES = Counter(
     "Credentials obtained (registry tokens, ECR tokens, assumed roles), by kind "
     "and result (ok, failed).",
     ["kind", "result"],
+)
+
+
+# Backfill runs: one-shot figures that ``replicator.pushgateway`` pushes to a
+# Pushgateway with the counters above. They live in a registry of their own so the
+# daemon's /metrics never shows a backfill timestamp of 0.
+BACKFILL_REGISTRY = CollectorRegistry()
+BACKFILL_LAST_RUN = Gauge(
+    "replicator_backfill_last_run_timestamp_seconds",
+    "Unix time the last backfill finished, whatever its outcome.",
+    registry=BACKFILL_REGISTRY,
+)
+BACKFILL_LAST_SUCCESS = Gauge(
+    "replicator_backfill_last_success_timestamp_seconds",
+    "Unix time the last backfill finished with no failed image.",
+    registry=BACKFILL_REGISTRY,
+)
+BACKFILL_DURATION = Gauge(
+    "replicator_backfill_duration_seconds",
+    "Wall-clock time of the last backfill run.",
+    registry=BACKFILL_REGISTRY,
 )
 
 

@@ -1,3 +1,3 @@
 from __future__ import annotations
 
-pytest_plugins = ["tests.lab.fixtures", "tests.support"]
+pytest_plugins = ["tests.lab.fixtures", "tests.lab.moto", "tests.support"]

@@ -21,6 +21,8 @@ from replicator.rules import compile_rules
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRET = "s3cr3t-Value-42"
+WEBHOOK_TOKEN = f"{SECRET}-webhook"
+AWS_QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/111122223333/replicator-events"
 DELETE = object()
 
 BASE = """
@@ -541,7 +543,8 @@ def test_accepts_ecr_replication_configuration_as_rules(
 
 def test_example_config_loads() -> None:
     config = load_config(
-        REPO_ROOT / "config.example.yaml", environ={"HUB_PASSWORD": SECRET}
+        REPO_ROOT / "config.example.yaml",
+        environ={"HUB_PASSWORD": SECRET, "WEBHOOK_TOKEN": WEBHOOK_TOKEN},
     )
 
     assert [rule.name for rule in config.rules] == ["prod-to-eu", "rule-1"]
@@ -554,3 +557,205 @@ def test_reports_a_missing_config_file(tmp_path: Path) -> None:
 
     assert "No such file or directory" in str(caught.value)
     assert "nope.yaml" in str(caught.value)
+
+
+def webhook(**keys: Any) -> dict[str, Any]:
+    """Return a change giving the config a webhook source with these keys."""
+    return {"sources": {"webhook": keys}}
+
+
+def sqs(**keys: Any) -> dict[str, Any]:
+    """Return a change giving the config an SQS source: the AWS queue plus keys."""
+    return {"sources": {"sqs": {"queue_url": AWS_QUEUE_URL, **keys}}}
+
+
+@pytest.mark.parametrize(
+    ("change", "key_path", "phrase"),
+    [
+        ({"server": {"listen": "8080"}}, "server.listen", "must be host:port"),
+        ({"server": {"listen": "0.0.0.0:70000"}}, "server.listen", "host:port"),
+        ({"server": {"listen": "::1:8080"}}, "server.listen", "[::]:8080"),
+        ({"server": {"listen": 8080}}, "server.listen", "valid string"),
+        ({"server": {"port": 1}}, "server.port", "allowed keys: listen"),
+        ({"server": {"shutdown_grace_s": 0}}, "server.shutdown_grace_s", "greater"),
+        (
+            {"sources": {"kafka": {}}},
+            "sources.kafka",
+            "unknown key 'kafka'; allowed keys: webhook, sqs",
+        ),
+        (webhook(), "sources.webhook", "needs a token: set token_env or token_file"),
+        (
+            webhook(token="x"),
+            "sources.webhook.token",
+            "inline secrets are not allowed: use token_env",
+        ),
+        (
+            webhook(token_env="T", token_file="t"),
+            "sources.webhook",
+            "one of token_env or token_file, not both",
+        ),
+        (webhook(token_env="not a name"), "sources.webhook.token_env", "name of an"),
+        (webhook(token_env="T", path="webhook"), "sources.webhook.path", "URL path"),
+        (webhook(token_env="T", path="/a//b"), "sources.webhook.path", "URL path"),
+        (webhook(token_env="T", path="/hook?x=1"), "sources.webhook.path", "URL path"),
+        (webhook(token_env="T", path="/metrics"), "sources.webhook.path", "is taken"),
+        (webhook(token_env="T", enabled="yes"), "sources.webhook.enabled", "boolean"),
+        (
+            {"sources": {"sqs": {}}},
+            "sources.sqs.queue_url",
+            "required key is missing",
+        ),
+        (
+            sqs(queue_url="sqs.eu-west-1.amazonaws.com/111122223333/q"),
+            "sources.sqs.queue_url",
+            "must be an http:// or https:// URL",
+        ),
+        (
+            sqs(queue_url="https://sqs.eu-west-1.amazonaws.com/q"),
+            "sources.sqs.queue_url",
+            "must be a queue URL such as https://sqs.us-east-1.amazonaws.com/",
+        ),
+        (
+            sqs(queue_url=AWS_QUEUE_URL.replace("https", "http")),
+            "sources.sqs.queue_url",
+            "plain http:// only with endpoint_url",
+        ),
+        (
+            sqs(queue_url="https://queue.example.com/111122223333/events"),
+            "sources.sqs.region",
+            "cannot be read from queue_url; set region",
+        ),
+        (sqs(region="Ireland"), "sources.sqs.region", "AWS region name"),
+        (sqs(endpoint_url="localhost:4566"), "sources.sqs.endpoint_url", "http://"),
+        (sqs(wait_time_s=0), "sources.sqs.wait_time_s", "greater than or equal to 1"),
+        (sqs(wait_time_s=21), "sources.sqs.wait_time_s", "less than or equal to 20"),
+        (sqs(wait_time_s=1.5), "sources.sqs.wait_time_s", "valid integer"),
+        (sqs(max_messages=11), "sources.sqs.max_messages", "less than or equal to 10"),
+        (
+            sqs(visibility_timeout_s=0),
+            "sources.sqs.visibility_timeout_s",
+            "greater than or equal to 1",
+        ),
+        (
+            sqs(visibility_timeout_s=43201),
+            "sources.sqs.visibility_timeout_s",
+            "less than or equal to 43200",
+        ),
+        (sqs(retry_delay_s=-1), "sources.sqs.retry_delay_s", "greater than or equal"),
+        (sqs(queue="x"), "sources.sqs.queue", "allowed keys: queue_url, region"),
+    ],
+)
+def test_rejects_bad_server_and_sources_at_key_path(
+    change: Any, key_path: str, phrase: str
+) -> None:
+    error = config_error(change, environ={"T": WEBHOOK_TOKEN})
+
+    assert (error.key_path, phrase in error.message) == (key_path, True), error.message
+
+
+@pytest.mark.parametrize(
+    ("keys", "environ", "key_path", "phrase"),
+    [
+        (
+            {"token_env": "WEBHOOK_TOKEN"},
+            {},
+            "sources.webhook.token_env",
+            "environment variable WEBHOOK_TOKEN is not set or empty",
+        ),
+        (
+            {"token_env": "WEBHOOK_TOKEN"},
+            {"WEBHOOK_TOKEN": "short-token"},
+            "sources.webhook.token_env",
+            "at least 16 characters",
+        ),
+        (
+            {"token_env": "WEBHOOK_TOKEN"},
+            {"WEBHOOK_TOKEN": "a token with spaces in it"},
+            "sources.webhook.token_env",
+            "(a bearer token, RFC 6750)",
+        ),
+        (
+            {"token_file": "missing-token"},
+            {},
+            "sources.webhook.token_file",
+            "missing-token: No such file or directory",
+        ),
+    ],
+)
+def test_reports_an_unusable_webhook_token_at_key_path(
+    tmp_path: Path,
+    keys: dict[str, str],
+    environ: dict[str, str],
+    key_path: str,
+    phrase: str,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document(webhook(**keys)), "t", environ=environ, base_dir=tmp_path)
+
+    assert (caught.value.key_path, phrase in caught.value.message) == (key_path, True)
+    assert "short-token" not in str(caught.value)
+
+
+def test_server_and_sources_default_to_listening_on_8080_without_sources() -> None:
+    config = parse()
+
+    assert config.server.model_dump() == {
+        "listen": "0.0.0.0:8080",
+        "shutdown_grace_s": 30.0,
+    }
+    assert (config.server.host, config.server.port) == ("0.0.0.0", 8080)
+    assert (config.sources.webhook, config.sources.sqs) == (None, None)
+
+
+def test_reads_sources_and_fills_their_defaults(tmp_path: Path) -> None:
+    (tmp_path / "webhook-token").write_text(f"{WEBHOOK_TOKEN}\n")
+    change = {
+        "server": {"listen": "[::1]:9090"},
+        "sources": {"webhook": {"token_file": "webhook-token"}, **sqs()["sources"]},
+    }
+
+    config = parse_config(document(change), "t", environ={}, base_dir=tmp_path)
+    webhook_settings, sqs_settings = config.sources.webhook, config.sources.sqs
+
+    assert (config.server.host, config.server.port) == ("::1", 9090)
+    assert webhook_settings is not None
+    assert (webhook_settings.enabled, webhook_settings.path) == (True, "/webhook")
+    assert webhook_settings.token_value() == WEBHOOK_TOKEN
+    assert sqs_settings is not None
+    assert sqs_settings.model_dump() == {
+        "queue_url": AWS_QUEUE_URL,
+        "region": None,
+        "endpoint_url": None,
+        "wait_time_s": 20,
+        "visibility_timeout_s": 60,
+        "max_messages": 10,
+        "retry_delay_s": 30,
+    }
+    assert sqs_settings.region_name == "eu-west-1"
+
+
+def test_local_sqs_needs_region_and_may_use_http() -> None:
+    local = "http://127.0.0.1:4566/000000000000/events"
+    config = parse(
+        sqs(queue_url=local, endpoint_url="http://127.0.0.1:4566", region="us-east-1")
+    )
+
+    assert config.sources.sqs is not None
+    assert config.sources.sqs.region_name == "us-east-1"
+
+
+def test_a_disabled_webhook_needs_no_token() -> None:
+    config = parse(webhook(enabled=False))
+
+    assert config.sources.webhook is not None
+    assert not config.sources.webhook.enabled
+
+
+def test_never_shows_the_webhook_token() -> None:
+    config = parse(webhook(token_env="T"), environ={"T": WEBHOOK_TOKEN})
+    settings = config.sources.webhook
+    assert settings is not None
+
+    shown = [repr(config), str(config), repr(settings), str(settings.token)]
+
+    assert [text for text in shown if SECRET in text] == []
