@@ -28,6 +28,14 @@ class Selection:
     source: RegistryClient
     rules: RuleSet
     destinations: Mapping[str, RegistryClient]
+    list_repositories: Callable[[], AsyncIterator[str]] | None = None
+    """Lists the source's repositories; the registry catalog when None."""
+
+    def repositories(self) -> AsyncIterator[str]:
+        """Yield the source's repository names."""
+        if self.list_repositories is not None:
+            return self.list_repositories()
+        return tags.list_repositories(self.source)
 
 
 @dataclass(slots=True)
@@ -67,7 +75,7 @@ class BackfillSummary:
 async def selected_jobs(selection: Selection) -> AsyncIterator[CopyJob]:
     """Yield one copy job per selected source tag and destination target."""
     source = selection.source
-    async for repository in tags.list_repositories(source):
+    async for repository in selection.repositories():
         if not selection.rules.selects_repository(repository):
             continue
         async for tag in tags.list_tags(source, repository):

@@ -16,8 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from replicator import __version__
-from replicator.backfill import Selection, backfill
-from replicator.clients import registry_clients
+from replicator.backfill import backfill
 from replicator.config import Config, load_config
 from replicator.copier.copier import Copier
 from replicator.copier.results import CopyJob
@@ -35,6 +34,7 @@ from replicator.registry.client import RegistryClient, RegistryEndpoint, open_se
 from replicator.registry.retry import RetryPolicy
 from replicator.rules import RuleSet, compile_rules
 from replicator.verify import verify
+from replicator.wiring import build_engine
 
 T = TypeVar("T")
 
@@ -54,6 +54,12 @@ log_format_option = click.option(
     default=None,
     help="Log format (default: the config's, else auto).",
 )
+report_option = click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the full result, item by item, to this file as JSON.",
+)
 verbose_option = click.option(
     "-v", "--verbose", is_flag=True, help="Log at DEBUG, one line per HTTP request."
 )
@@ -65,12 +71,28 @@ def main() -> None:
     """Replicate container images between registries."""
 
 
+@main.command("run")
+@config_option
+@log_format_option
+@verbose_option
+def run_command(config_path: Path, log_format: LogFormat | None, verbose: bool) -> None:
+    """Run the daemon: replicate on push events until SIGTERM."""
+    config, _ = _load(config_path)
+    _configure_logging(config, log_format, verbose)
+    # Imported here so the one-shot commands never load the daemon's sources.
+    from replicator.daemon import serve
+
+    sys.exit(_run(lambda: serve(config)))
+
+
 @main.command("check-config")
 @click.argument("config_path", type=click.Path(dir_okay=False, path_type=Path))
 def check_config(config_path: Path) -> None:
     """Validate a configuration file and print the effective rules."""
     config, rules = _load(config_path)
     console.print(f"{config_path}: valid (source: {config.source})")
+    if config.rules_from_ecr:
+        console.print("rules are also read from the source's ECR replication config")
     console.print_json(json.dumps({"rules": rules.describe()}))
 
 
@@ -146,12 +168,7 @@ def copy(
 @click.option(
     "--dry-run", is_flag=True, help="Report what would be copied; push nothing."
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write every image's result to this file as JSON.",
-)
+@report_option
 @click.option(
     "--progress/--no-progress", default=True, help="Live progress on a terminal."
 )
@@ -166,16 +183,18 @@ def backfill_command(
     verbose: bool,
 ) -> None:
     """Replicate every selected image that a destination lacks."""
-    config, rules = _load(config_path)
+    config, _ = _load(config_path)
     _configure_logging(config, log_format, verbose)
 
     async def run() -> dict[str, Any]:
         async with open_session() as session:
-            selection = _selection(config, rules, session)
-            copier = Copier(config.concurrency.blobs_per_registry, dry_run=dry_run)
+            engine = await build_engine(config, session)
             with progress_display(progress) as display:
                 summary = await backfill(
-                    selection, copier, config.concurrency.images, display.on_result
+                    engine.selection(),
+                    engine.copier(dry_run),
+                    config.concurrency.images,
+                    display.on_result,
                 )
             print_backfill_summary(summary, dry_run)
             return summary.to_report()
@@ -188,12 +207,7 @@ def backfill_command(
 
 @main.command("verify")
 @config_option
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the drift report to this file as JSON.",
-)
+@report_option
 @log_format_option
 @verbose_option
 def verify_command(
@@ -203,13 +217,13 @@ def verify_command(
     verbose: bool,
 ) -> None:
     """Report tags whose destination digest differs from the source (read-only)."""
-    config, rules = _load(config_path)
+    config, _ = _load(config_path)
     _configure_logging(config, log_format, verbose)
 
     async def run() -> dict[str, Any]:
         async with open_session() as session:
-            selection = _selection(config, rules, session)
-            report = await verify(selection, config.concurrency.images * 4)
+            engine = await build_engine(config, session)
+            report = await verify(engine.selection(), config.concurrency.images * 4)
             print_verify_report(report)
             return report.to_report()
 
@@ -220,6 +234,7 @@ def verify_command(
 
 
 def _load(config_path: Path) -> tuple[Config, RuleSet]:
+    """Load and check a configuration; rules are compiled to report their errors."""
     try:
         config = load_config(config_path)
         return config, compile_rules(config)
@@ -232,11 +247,6 @@ def _configure_logging(
 ) -> None:
     level = "debug" if verbose else config.log.level
     configure_logging(level, log_format or config.log.format)
-
-
-def _selection(config: Config, rules: RuleSet, session: Any) -> Selection:
-    clients = registry_clients(config, session)
-    return Selection(clients[config.source], rules, clients)
 
 
 def _client(

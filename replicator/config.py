@@ -465,6 +465,8 @@ class Retry(_Model):
     attempts: PositiveInt = 5
     initial_backoff_s: PositiveSeconds = 0.5
     max_backoff_s: PositiveSeconds = 30.0
+    job_retry_delays_s: tuple[PositiveSeconds, ...] = (5.0, 30.0)
+    """Pauses before a failed daemon job runs again, before its event goes back."""
 
 
 class Log(_Model):

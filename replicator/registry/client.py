@@ -184,6 +184,14 @@ class RegistryClient:
             response = await self._send(
                 method, url, context, headers, authorization, data
             )
+            if self._expired_credentials(
+                response, authorization, refreshed, replayable
+            ):
+                # ECR answers an expired token with 403, not 401: refresh once.
+                refreshed = True
+                self._credentials.invalidate()
+                response.release()
+                continue
             if response.status != 401:
                 return response
 
@@ -201,6 +209,21 @@ class RegistryClient:
                 refreshed = True
                 self._credentials.invalidate()
             response.release()
+
+    def _expired_credentials(
+        self,
+        response: aiohttp.ClientResponse,
+        authorization: str | None,
+        refreshed: bool,
+        replayable: bool,
+    ) -> bool:
+        return (
+            response.status == 403
+            and authorization is not None
+            and replayable
+            and not refreshed
+            and not isinstance(self._credentials, StaticCredentials)
+        )
 
     async def _follow_redirects(
         self,

@@ -4,87 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
 from structlog.testing import capture_logs
 
 from replicator.config import SqsSettings
 from replicator.events import Action, Delivery
 from replicator.sources.sqs import SqsSource
-from tests.lab.moto import REGION, MotoServer
+from tests.lab.moto import (
+    DIGEST,
+    MAX_RECEIVE_COUNT,
+    REGION,
+    MotoServer,
+    Queues,
+    ecr_event,
+)
 from tests.lab.registry import find_free_port
 from tests.sources import RecordingSink, eventually, received_count, rejected_count
-
-DIGEST = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd12345678"
-MAX_RECEIVE_COUNT = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Queues:
-    """A work queue, its dead-letter queue, and a client to inspect them."""
-
-    url: str
-    dead_letter_url: str
-    client: Any
-
-    async def send(self, body: str) -> None:
-        """Send one message to the work queue."""
-        await self.client.send_message(QueueUrl=self.url, MessageBody=body)
-
-    async def counts(self, url: str | None = None) -> tuple[int, int]:
-        """Return (visible, in flight) message counts of a queue."""
-        response = await self.client.get_queue_attributes(
-            QueueUrl=url or self.url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-            ],
-        )
-        attributes = response["Attributes"]
-        return (
-            int(attributes["ApproximateNumberOfMessages"]),
-            int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-        )
-
-    async def receive_dead_letters(self, timeout_s: float = 15.0) -> list[str]:
-        """Wait for the dead-letter queue to hold a message; return the bodies."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                response = await self.client.receive_message(
-                    QueueUrl=self.dead_letter_url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=1,
-                )
-                if response.get("Messages"):
-                    return [message["Body"] for message in response["Messages"]]
-
-
-@pytest.fixture
-async def queues(moto: MotoServer) -> AsyncIterator[Queues]:
-    """Create a queue whose redrive policy sends messages to a DLQ after 2 receives."""
-    session = get_session()
-    async with session.create_client(
-        "sqs", region_name=REGION, endpoint_url=moto.url
-    ) as client:
-        dead_letter = await client.create_queue(QueueName="events-dlq")
-        attributes = await client.get_queue_attributes(
-            QueueUrl=dead_letter["QueueUrl"], AttributeNames=["QueueArn"]
-        )
-        redrive = {
-            "deadLetterTargetArn": attributes["Attributes"]["QueueArn"],
-            "maxReceiveCount": str(MAX_RECEIVE_COUNT),
-        }
-        queue = await client.create_queue(
-            QueueName="events",
-            Attributes={"RedrivePolicy": json.dumps(redrive)},
-        )
-        yield Queues(queue["QueueUrl"], dead_letter["QueueUrl"], client)
 
 
 def settings(queues: Queues, moto: MotoServer, **changes: Any) -> SqsSettings:
@@ -100,39 +38,6 @@ def settings(queues: Queues, moto: MotoServer, **changes: Any) -> SqsSettings:
         **changes,
     }
     return SqsSettings(**values)
-
-
-def ecr_event(
-    tag: str | None = "latest",
-    *,
-    action: str = "PUSH",
-    result: str = "SUCCESS",
-    detail_type: str = "ECR Image Action",
-    event_id: str | None = None,
-) -> str:
-    """Return an EventBridge ECR event as it arrives in an SQS message body."""
-    detail: dict[str, Any] = {
-        "result": result,
-        "repository-name": "team/app",
-        "image-digest": DIGEST,
-        "action-type": action,
-        "manifest-media-type": "application/vnd.oci.image.manifest.v1+json",
-    }
-    if tag is not None:
-        detail["image-tag"] = tag
-    return json.dumps(
-        {
-            "version": "0",
-            "id": event_id or str(uuid.uuid4()),
-            "detail-type": detail_type,
-            "source": "aws.ecr",
-            "account": "123456789012",
-            "time": "2024-05-02T10:11:12Z",
-            "region": REGION,
-            "resources": [],
-            "detail": detail,
-        }
-    )
 
 
 @contextlib.asynccontextmanager
