@@ -228,11 +228,12 @@ def test_reports_bad_ecr_settings_at_key_path(
 
 
 def test_the_documented_configuration_is_valid() -> None:
-    text = (Path(__file__).resolve().parents[2] / "docs" / "ecr.md").read_text()
-    [block] = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Replicating Amazon ECR", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
 
     config = parse_config(
-        yaml.safe_load(block), "docs/ecr.md", environ={"MIRROR_PASSWORD": "secret"}
+        yaml.safe_load(block), "README.md", environ={"MIRROR_PASSWORD": "secret"}
     )
 
     assert [rule.name for rule in config.rules] == [
