@@ -69,9 +69,8 @@ class Scheduler:
     retry_delays_s: tuple[float, ...] = LANE_RETRY_DELAYS_S
     _lanes: dict[LaneKey, Lane] = field(default_factory=dict)
     _ready_lanes: asyncio.Queue[LaneKey] = field(default_factory=asyncio.Queue)
-    _trackers: set[int] = field(default_factory=set)
     _oldest: dict[int, float] = field(default_factory=dict)
-    _capacity: asyncio.Semaphore | None = None
+    _capacity: asyncio.Semaphore = field(init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -97,7 +96,6 @@ class Scheduler:
             await delivery.ack.done()
             return
 
-        assert self._capacity is not None
         await self._capacity.acquire()
         tracker = Tracker(delivery, waiting=len(targets))
         self._track(tracker)
@@ -232,7 +230,6 @@ class Scheduler:
 
     async def _acknowledge(self, tracker: Tracker) -> None:
         del self._oldest[id(tracker)]
-        assert self._capacity is not None
         self._capacity.release()
         event = tracker.delivery.event
         try:
