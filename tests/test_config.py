@@ -483,7 +483,12 @@ def test_fills_defaults() -> None:
 
     assert config.model_dump(include={"concurrency", "retry", "log"}) == {
         "concurrency": {"images": 4, "blobs_per_registry": 8},
-        "retry": {"attempts": 5, "initial_backoff_s": 0.5, "max_backoff_s": 30.0},
+        "retry": {
+            "attempts": 5,
+            "initial_backoff_s": 0.5,
+            "max_backoff_s": 30.0,
+            "job_retry_delays_s": (5.0, 30.0),
+        },
         "log": {"format": "auto", "level": "info"},
     }
     assert config.rules[0].model_dump() == {
