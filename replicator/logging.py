@@ -40,9 +40,26 @@ def configure_logging(level: str = "info", log_format: LogFormat = "auto") -> No
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_StderrLogger,
         cache_logger_on_first_use=True,
     )
+
+
+class _StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is at that moment.
+
+    A live progress display replaces ``sys.stderr`` to keep log lines above its
+    bar; a logger holding the original stream would draw through it.
+    """
+
+    def __init__(self, *args: object) -> None:
+        del args
+
+    def msg(self, message: str) -> None:
+        """Write one rendered line."""
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = msg
 
 
 def _drop_none_values(
