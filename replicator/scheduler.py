@@ -141,6 +141,7 @@ class Scheduler:
             destination=self.destinations[target.registry],
             destination_repository=target.repository,
             rule=target.rule_name,
+            announced_digest=event.digest if event.tag else None,
         )
 
     def _track(self, tracker: Tracker) -> None:
@@ -155,8 +156,9 @@ class Scheduler:
             self._lanes[key] = lane
             self._ready_lanes.put_nowait(key)
         # The newest event decides what the lane does next (a push after a delete
-        # copies again; a delete after a push deletes).
+        # copies again; a delete after a push deletes) and which digest it announced.
         lane.action = action
+        lane.job = job
         lane.trackers.append(tracker)
 
     async def _work(self) -> None:

@@ -223,3 +223,37 @@ async def test_replicates_a_delete_once_the_source_no_longer_has_the_image(
     assert ack.outcome == ["done"]
     for destination in setup.destinations:
         assert not destination.list_tags("app")
+
+
+async def test_copies_the_announced_digest_when_the_tag_is_not_written_yet(
+    setup: Setup,
+) -> None:
+    # distribution notifies a push before it writes the tag.
+    image = sample_image("early")
+    digest = setup.source.push_image("app", None, image)
+    ack = RecordingAck()
+
+    await setup.scheduler.submit(Delivery(push_event("app", "1.0", digest), ack))
+    assert await setup.scheduler.drain(30)
+
+    assert ack.outcome == ["done"]
+    for destination in setup.destinations:
+        assert destination.get_manifest("app", "1.0")[2] == digest
+
+
+async def test_waits_for_a_re_pushed_tag_to_name_the_announced_digest(
+    setup: Setup,
+) -> None:
+    setup.source.push_image("app", "latest", sample_image("old"))
+    new = sample_image("new")
+    new_digest = setup.source.push_image("app", None, new)
+    ack = RecordingAck()
+
+    await setup.scheduler.submit(Delivery(push_event("app", "latest", new_digest), ack))
+    await asyncio.sleep(0.5)
+    setup.source.push_image("app", "latest", new)
+    assert await setup.scheduler.drain(30)
+
+    assert ack.outcome == ["done"]
+    for destination in setup.destinations:
+        assert destination.get_manifest("app", "latest")[2] == new_digest

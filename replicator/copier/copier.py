@@ -46,6 +46,8 @@ _IMMUTABLE_TAG_CODES = frozenset({"TAG_INVALID"})
 # A tag pushed to continuously could supersede a copy forever; after this many
 # rounds the copy fails and its event is retried later.
 MAX_SUPERSEDED_ROUNDS = 3
+# How long a copy waits, in steps, for a source tag to name an announced digest.
+ANNOUNCED_TAG_PAUSES_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 class RepositoryHook(Protocol):
@@ -182,6 +184,8 @@ class Copier:
 
     async def _resolve_source(self, job: CopyJob) -> Descriptor:
         found = await manifests.head(job.source, job.source_repository, job.reference)
+        if job.announced_digest is not None:
+            found = await self._await_announced_tag(job, found, job.announced_digest)
         if found is None:
             raise NotFoundError(
                 "source image not found",
@@ -189,6 +193,26 @@ class Copier:
                 repository=job.source_repository,
                 reference=job.reference,
             )
+        return found
+
+    async def _await_announced_tag(
+        self, job: CopyJob, found: Descriptor | None, announced: str
+    ) -> Descriptor | None:
+        """Give the source a moment to point the tag at the digest an event announced.
+
+        distribution notifies a push before it writes the tag, so the tag may still
+        be missing or name the previous digest. If it never catches up, the tag has
+        moved on (a newer push, whose own event follows) or is gone.
+        """
+        for pause_s in ANNOUNCED_TAG_PAUSES_S:
+            if found is not None and found.digest == announced:
+                return found
+            await asyncio.sleep(pause_s)
+            found = await manifests.head(
+                job.source, job.source_repository, job.reference
+            )
+        if found is None:
+            return await manifests.head(job.source, job.source_repository, announced)
         return found
 
     async def _destination_current(self, job: CopyJob, source: Descriptor) -> bool:

@@ -40,6 +40,8 @@ class CopyJob:
     rule: str = ""
     destination_tag: str | None = None
     """The tag to apply at the destination, when it differs from the reference."""
+    announced_digest: str | None = None
+    """The digest an event announced for the tag; copied if the tag is not there yet."""
 
     @property
     def tag(self) -> str | None:
