@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from replicator import __version__
-from replicator.backfill import backfill
+from replicator.backfill import BackfillSummary, backfill
 from replicator.config import Config, load_config
 from replicator.copier.copier import Copier
 from replicator.copier.results import CopyJob
@@ -28,6 +28,7 @@ from replicator.progress import (
     print_verify_report,
     progress_display,
 )
+from replicator.pushgateway import push_backfill_figures
 from replicator.reference import parse_image_reference
 from replicator.registry.auth import ANONYMOUS, Credentials
 from replicator.registry.client import RegistryClient, RegistryEndpoint, open_session
@@ -172,6 +173,12 @@ def copy(
 @click.option(
     "--progress/--no-progress", default=True, help="Live progress on a terminal."
 )
+@click.option(
+    "--pushgateway",
+    "pushgateway_url",
+    metavar="URL",
+    help="Push the run's figures to this Prometheus Pushgateway (not on --dry-run).",
+)
 @log_format_option
 @verbose_option
 def backfill_command(
@@ -179,6 +186,7 @@ def backfill_command(
     dry_run: bool,
     report_path: Path | None,
     progress: bool,
+    pushgateway_url: str | None,
     log_format: LogFormat | None,
     verbose: bool,
 ) -> None:
@@ -186,7 +194,7 @@ def backfill_command(
     config, _ = _load(config_path)
     _configure_logging(config, log_format, verbose)
 
-    async def run() -> dict[str, Any]:
+    async def run() -> BackfillSummary:
         async with open_session() as session:
             engine = await build_engine(config, session)
             with progress_display(progress) as display:
@@ -197,11 +205,13 @@ def backfill_command(
                     display.on_result,
                 )
             print_backfill_summary(summary, dry_run)
-            return summary.to_report()
+            return summary
 
-    report = _run(run)
-    _write_report(report_path, report)
-    if report["failed"]:
+    summary = _run(run)
+    _write_report(report_path, summary.to_report())
+    if pushgateway_url and not dry_run:
+        _push_figures(pushgateway_url, summary)
+    if summary.failed:
         sys.exit(EXIT_FAILED)
 
 
@@ -277,6 +287,14 @@ def _run(coroutine_function: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(main_coroutine())
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _push_figures(gateway_url: str, summary: BackfillSummary) -> None:
+    try:
+        push_backfill_figures(gateway_url, summary)
+    except ReplicatorError as error:
+        # The copies are done; a monitoring hiccup must not fail the run.
+        click.echo(f"replicator: could not push figures: {error}", err=True)
 
 
 def _write_report(path: Path | None, report: dict[str, Any]) -> None:

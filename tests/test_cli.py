@@ -12,6 +12,7 @@ import pytest
 
 from tests.lab.fixtures import FaultProxyFactory, RegistryFactory
 from tests.lab.images import build_corpus, sample_image, sample_index
+from tests.lab.monitoring import PushgatewayServer
 from tests.lab.pusher import LabClient, push_corpus
 from tests.lab.registry import RegistryProcess
 
@@ -304,3 +305,26 @@ def test_check_config_names_the_key_path_of_an_error(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "rules[0].destinations[0].registry" in result.stderr
+
+
+def test_backfill_pushes_its_figures_to_a_pushgateway(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    source, destination = registry_factory(), registry_factory()
+    LabClient(source.url).push_image("app", "1.0", sample_image("pushed"))
+    config = write_config(tmp_path / "c.yaml", source.url, {"dst": destination.url})
+    gateway = PushgatewayServer(tmp_path / "pushgateway").start()
+    try:
+        result = run("backfill", "--config", str(config), "--pushgateway", gateway.url)
+        samples = gateway.samples()
+    finally:
+        gateway.stop()
+
+    assert result.returncode == 0, result.stderr
+    assert samples["replicator_backfill_last_success_timestamp_seconds"]
+    copied = [
+        value
+        for _, labels, value in samples["replicator_images"]
+        if labels.get("result") == "copied"
+    ]
+    assert copied == [1.0]
