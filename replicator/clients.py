@@ -1,26 +1,29 @@
 """Build registry clients from configuration: one per configured registry.
 
-Amazon ECR registries get credentials from GetAuthorizationToken (through an
-assumed role when configured), manifest PUTs paced below ECR's PutImage quota, and
-a repository hook that creates destination repositories on demand. Pass the same
-``AwsSession`` to every builder here so they share assumed-role credentials.
+Amazon ECR registries get their clients from ``replicator.aws.wiring`` (token
+logins, paced manifest PUTs), loaded only when a configuration names one.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aiohttp
 
-from replicator.aws.ecr_auth import EcrCredentialSource
-from replicator.aws.pacing import PacedRegistryClient, RateLimiter
-from replicator.aws.registry_rules import load_registry_rules
-from replicator.aws.repositories import EcrRepositoryHook
-from replicator.aws.session import AssumeRole, AwsApi, AwsSession, AwsTarget
-from replicator.config import Config, EcrSettings, Registry
-from replicator.copier.copier import RepositoryHook
+from replicator.config import Config, Registry
 from replicator.errors import ConfigError
 from replicator.registry.auth import Credentials
 from replicator.registry.client import RegistryClient, RegistryEndpoint
 from replicator.registry.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from replicator.aws.session import AwsSession
+
+
+def uses_aws(config: Config) -> bool:
+    """Say whether a configuration needs the AWS APIs (an ECR registry or rules)."""
+    ecr_registries = (r.ecr_settings is not None for r in config.registries.values())
+    return config.rules_from_ecr or any(ecr_registries)
 
 
 def retry_policy(config: Config) -> RetryPolicy:
@@ -35,9 +38,11 @@ def retry_policy(config: Config) -> RetryPolicy:
 def registry_clients(
     config: Config, session: aiohttp.ClientSession, aws: AwsSession | None = None
 ) -> dict[str, RegistryClient]:
-    """Return a client for every configured registry, by its name."""
+    """Return a client for every configured registry, by its name.
+
+    ``aws`` is needed when the configuration names an ECR registry.
+    """
     policy = retry_policy(config)
-    aws = aws or AwsSession()
     return {
         name: registry_client(name, registry, session, policy, aws)
         for name, registry in config.registries.items()
@@ -49,77 +54,21 @@ def registry_client(
     registry: Registry,
     session: aiohttp.ClientSession,
     policy: RetryPolicy,
-    aws: AwsSession,
+    aws: AwsSession | None,
 ) -> RegistryClient:
     """Return the client of one registry: plain OCI, or ECR's."""
-    settings = registry.ecr_settings
-    if settings is None:
+    if registry.ecr_settings is None:
         return RegistryClient(
             session, endpoint(name, registry), credentials(registry), policy
         )
-    return PacedRegistryClient(
-        session,
-        endpoint(name, registry),
-        EcrCredentialSource(aws_api(name, registry, aws)),
-        policy,
-        put_rate_limiter=RateLimiter(settings.put_image_rate_per_s),
-    )
-
-
-def repository_hooks(config: Config, aws: AwsSession) -> dict[str, RepositoryHook]:
-    """Return the hooks that prepare destination repositories, by registry name."""
-    hooks: dict[str, RepositoryHook] = {}
-    for name, registry in config.registries.items():
-        settings = registry.ecr_settings
-        identity = registry.ecr_identity
-        if settings is None or identity is None:
-            continue
-        hooks[name] = EcrRepositoryHook(
-            aws_api(name, registry, aws),
-            identity[0],
-            settings.repository_settings,
-            create_repositories=settings.create_repositories,
-        )
-
-    return hooks
-
-
-async def apply_rules_from_ecr(config: Config, aws: AwsSession) -> Config:
-    """Return config with the source's ECR rules when ``rules_from_ecr`` is set."""
-    if not config.rules_from_ecr:
-        return config
-    source_api = aws_api(config.source, config.source_registry, aws)
-
-    return await load_registry_rules(config, source_api)
-
-
-def aws_api(name: str, registry: Registry, aws: AwsSession) -> AwsApi:
-    """Return the AWS access of an ECR registry."""
-    return aws.api(aws_target(name, registry), name)
-
-
-def aws_target(name: str, registry: Registry) -> AwsTarget:
-    """Return where and as whom to call AWS for an ECR registry."""
-    settings = registry.ecr_settings
-    identity = registry.ecr_identity
-    if settings is None or identity is None:
+    if aws is None:
         raise ConfigError(
-            "is not an Amazon ECR registry", key_path=f"registries.{name}"
+            "an ECR registry needs an AWS session", key_path=f"registries.{name}"
         )
+    from replicator.aws.wiring import ecr_registry_client
 
-    return AwsTarget(
-        region=identity[1],
-        ecr_endpoint_url=settings.endpoint_url.ecr,
-        sts_endpoint_url=settings.endpoint_url.sts,
-        role=_role(settings),
-    )
-
-
-def _role(settings: EcrSettings) -> AssumeRole | None:
-    if settings.assume_role_arn is None:
-        return None
-    return AssumeRole(
-        settings.assume_role_arn, settings.session_name, settings.external_id
+    return ecr_registry_client(
+        name, endpoint(name, registry), registry, session, policy, aws
     )
 
 

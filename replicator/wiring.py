@@ -9,23 +9,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from replicator.aws.repositories import list_repositories as list_ecr_repositories
-from replicator.aws.session import AwsSession
 from replicator.backfill import Selection
-from replicator.clients import (
-    apply_rules_from_ecr,
-    aws_api,
-    registry_clients,
-    repository_hooks,
-)
+from replicator.clients import registry_clients, uses_aws
 from replicator.config import Config
 from replicator.copier.copier import Copier, RepositoryHook
 from replicator.registry import tags
 from replicator.registry.client import RegistryClient
 from replicator.rules import RuleSet, compile_rules
+
+if TYPE_CHECKING:
+    from replicator.aws.session import AwsSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +33,7 @@ class Engine:
     rules: RuleSet
     clients: dict[str, RegistryClient]
     hooks: dict[str, RepositoryHook]
-    aws: AwsSession
+    aws: AwsSession | None
 
     @property
     def source(self) -> RegistryClient:
@@ -57,22 +54,28 @@ class Engine:
 
     def _repositories(self) -> AsyncIterator[str]:
         source = self.config.source_registry
-        identity = source.ecr_identity
-        if source.ecr_settings is None or identity is None:
+        if self.aws is None or source.ecr_settings is None:
             return tags.list_repositories(self.source)
-        # ECR serves no /v2/_catalog; DescribeRepositories lists the same names.
-        api = aws_api(self.config.source, source, self.aws)
-        return list_ecr_repositories(api, identity[0])
+        from replicator.aws.wiring import list_source_repositories
+
+        return list_source_repositories(self.config, self.aws)
 
 
 async def build_engine(config: Config, session: aiohttp.ClientSession) -> Engine:
     """Build the engine; reads the source's ECR rules when the config asks to."""
-    aws = AwsSession()
-    config = await apply_rules_from_ecr(config, aws)
+    if not uses_aws(config):
+        return Engine(
+            config, compile_rules(config), registry_clients(config, session), {}, None
+        )
+    # botocore takes half a second to import: only configurations using ECR pay.
+    from replicator.aws import wiring as ecr
+
+    aws = ecr.new_session()
+    config = await ecr.apply_rules_from_ecr(config, aws)
     return Engine(
         config=config,
         rules=compile_rules(config),
         clients=registry_clients(config, session, aws),
-        hooks=repository_hooks(config, aws),
+        hooks=ecr.repository_hooks(config, aws),
         aws=aws,
     )

@@ -482,7 +482,7 @@ def test_fills_defaults() -> None:
     config = parse({"rules": [{"destinations": [{"registry": "eu"}]}]})
 
     assert config.model_dump(include={"concurrency", "retry", "log"}) == {
-        "concurrency": {"images": 4, "blobs_per_registry": 8},
+        "concurrency": {"images": 16, "blobs_per_registry": 8},
         "retry": {
             "attempts": 5,
             "initial_backoff_s": 0.5,

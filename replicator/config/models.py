@@ -27,7 +27,7 @@ def _check_version(value: int) -> int:
 class Concurrency(ConfigModel):
     """How much work runs at once."""
 
-    images: PositiveInt = 4
+    images: PositiveInt = 16
     blobs_per_registry: PositiveInt = 8
 
 

@@ -6,6 +6,7 @@ logging calls of its own. URLs are redacted before they are logged.
 
 from __future__ import annotations
 
+import logging
 import time
 from types import SimpleNamespace
 
@@ -45,6 +46,8 @@ async def _on_request_end(
         method=params.method, status_class=metrics.status_class(params.response.status)
     ).inc()
     metrics.HTTP_DURATION.labels(method=params.method).observe(duration_s)
+    if not _debug_enabled():
+        return
     log.debug(
         "http_request",
         method=params.method,
@@ -60,10 +63,21 @@ async def _on_request_exception(
     params: aiohttp.TraceRequestExceptionParams,
 ) -> None:
     metrics.HTTP_REQUESTS.labels(method=params.method, status_class="error").inc()
+    if not _debug_enabled():
+        return
     log.debug(
         "http_request_failed",
         method=params.method,
         url=redact_url(str(params.url)),
         error=type(params.exception).__name__,
         duration_s=round(time.monotonic() - context.started_at, 4),
+    )
+
+
+def _debug_enabled() -> bool:
+    # Redacting a URL per request costs more than the request's own bookkeeping;
+    # skip it unless the line will be written (-v).
+    bound = log.bind()
+    return not hasattr(bound, "is_enabled_for") or bool(
+        bound.is_enabled_for(logging.DEBUG)
     )

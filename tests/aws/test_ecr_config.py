@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from replicator.clients import aws_target
+from replicator.aws.wiring import aws_target
 from replicator.config import DEFAULT_ECR_SETTINGS, RepositorySettings, parse_config
 from replicator.errors import ConfigError
 from tests.aws.conftest import build_config

@@ -13,7 +13,7 @@ from replicator.aws.registry_rules import (
     registry_rules,
 )
 from replicator.aws.session import AwsSession
-from replicator.clients import apply_rules_from_ecr
+from replicator.aws.wiring import apply_rules_from_ecr
 from replicator.config import Config
 from replicator.errors import ConfigError
 from replicator.rules import compile_rules

@@ -20,13 +20,9 @@ from structlog.testing import capture_logs
 
 from replicator.aws.ecr_auth import EcrCredentialSource
 from replicator.aws.session import AwsSession
+from replicator.aws.wiring import apply_rules_from_ecr, aws_api, repository_hooks
 from replicator.backfill import BackfillSummary, Selection, backfill
-from replicator.clients import (
-    apply_rules_from_ecr,
-    aws_api,
-    registry_clients,
-    repository_hooks,
-)
+from replicator.clients import registry_clients
 from replicator.config import Config
 from replicator.copier.copier import Copier
 from replicator.copier.results import CopyJob, ImageOutcome
