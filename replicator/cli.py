@@ -200,7 +200,7 @@ def backfill_command(
             with progress_display(progress) as display:
                 summary = await backfill(
                     engine.selection(),
-                    engine.copier(dry_run),
+                    engine.copier(dry_run, remember_content=True),
                     config.concurrency.images,
                     display.on_result,
                 )

@@ -40,12 +40,16 @@ class Engine:
         """Return the client of the source registry."""
         return self.clients[self.config.source]
 
-    def copier(self, dry_run: bool = False) -> Copier:
-        """Return a copier sharing blob knowledge across all its jobs."""
+    def copier(self, dry_run: bool = False, remember_content: bool = False) -> Copier:
+        """Return a copier sharing blob knowledge across all its jobs.
+
+        ``remember_content`` suits one-shot runs; see ``Copier.remember_content``.
+        """
         return Copier(
             self.config.concurrency.blobs_per_registry,
             dry_run=dry_run,
             repository_hooks=self.hooks,
+            remember_content=remember_content,
         )
 
     def selection(self) -> Selection:

@@ -78,6 +78,13 @@ class Copier:
     dry_run: bool = False
     repository_hooks: Mapping[str, RepositoryHook] = field(default_factory=dict)
     """Hooks by destination registry name, run once per repository."""
+    remember_content: bool = False
+    """Place each image's content once per destination repository for the copier's
+    life, so alias tags only add their tag. For a backfill; the daemon leaves it
+    off, since a destination may lose content while it runs."""
+    _content: dict[tuple[str, str, str], asyncio.Task[bool]] = field(
+        default_factory=dict
+    )
     _ledgers: dict[str, BlobLedger] = field(default_factory=dict)
     _prepared: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
     _referrers_api: dict[str, bool] = field(default_factory=dict)
@@ -133,15 +140,47 @@ class Copier:
 
         await self._prepare_repository(job)
         root = await manifests.get(job.source, job.source_repository, source.digest)
-        outcome = ImageOutcome.TAGGED
-        if not await self._holds_manifest(job, root.digest):
-            graph = await self._collect(job, root)
-            await self._push_content(job, graph, stats)
-            await self._copy_referrers(job, graph, stats, visited, depth)
-            outcome = ImageOutcome.COPIED
+        placed = await self._place_content_once(job, root, stats, visited, depth)
         await self._push_tag(job, root, stats)
 
-        return outcome, root.digest
+        return (ImageOutcome.COPIED if placed else ImageOutcome.TAGGED), root.digest
+
+    async def _place_content_once(
+        self,
+        job: CopyJob,
+        root: Manifest,
+        stats: CopyStats,
+        visited: set[str],
+        depth: int,
+    ) -> bool:
+        """Place what ``root`` needs below its tag; say whether anything was pushed."""
+        if not self.remember_content:
+            return await self._place_content(job, root, stats, visited, depth)
+        key = (job.destination.name, job.destination_repository, root.digest)
+        task = self._content.get(key)
+        if task is not None and not _failed(task):
+            await asyncio.shield(task)
+            return False
+        task = asyncio.ensure_future(
+            self._place_content(job, root, stats, visited, depth)
+        )
+        self._content[key] = task
+        return await asyncio.shield(task)
+
+    async def _place_content(
+        self,
+        job: CopyJob,
+        root: Manifest,
+        stats: CopyStats,
+        visited: set[str],
+        depth: int,
+    ) -> bool:
+        if await self._holds_manifest(job, root.digest):
+            return False
+        graph = await self._collect(job, root)
+        await self._push_content(job, graph, stats)
+        await self._copy_referrers(job, graph, stats, visited, depth)
+        return True
 
     async def _prepare_repository(self, job: CopyJob) -> None:
         hook = self.repository_hooks.get(job.destination.name)
@@ -355,7 +394,7 @@ class Copier:
         return ledger
 
 
-def _failed(task: asyncio.Task[None]) -> bool:
+def _failed(task: asyncio.Task[Any]) -> bool:
     return task.done() and (task.cancelled() or task.exception() is not None)
 
 

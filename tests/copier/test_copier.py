@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -9,7 +11,7 @@ from replicator.copier.copier import Copier
 from replicator.copier.ledger import BlobOutcome
 from replicator.copier.results import ImageOutcome
 from replicator.reference import referrers_tag
-from tests.lab.fixtures import RegistryFactory
+from tests.lab.fixtures import FaultProxyFactory, RegistryFactory
 from tests.lab.images import (
     Blob,
     Compression,
@@ -246,3 +248,28 @@ async def test_shares_one_ledger_across_repositories(
 
     # The base layer is shared: uploaded once, then mounted into b and c.
     assert [r.stats.blobs[BlobOutcome.MOUNTED] for r in results] == [0, 1, 1]
+
+
+async def test_places_content_once_for_alias_tags_copied_together(
+    registry_factory: RegistryFactory,
+    fault_proxy_factory: FaultProxyFactory,
+    session: aiohttp.ClientSession,
+) -> None:
+    source, destination = registry_factory(), registry_factory()
+    proxy = fault_proxy_factory(destination)
+    index = sample_index("alias")
+    for tag in ("1.2.0", "1.2", "latest"):
+        LabClient(source.url).push_image("app", tag, index)
+    src, dst = client_for(session, source.url), client_for(session, proxy.url)
+    copier = Copier(remember_content=True)
+
+    results = await asyncio.gather(
+        *(
+            copy(src, dst, "app", tag, copier=copier)
+            for tag in ("1.2.0", "1.2", "latest")
+        )
+    )
+
+    assert sorted(r.outcome.value for r in results) == ["copied", "tagged", "tagged"]
+    # Two children once each, then one PUT per tag.
+    assert proxy.manifest_puts() == len(index.children) + 3
