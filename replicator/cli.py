@@ -53,7 +53,7 @@ log_format_option = click.option(
     "--log-format",
     type=click.Choice(["auto", "json", "console"]),
     default=None,
-    help="Log format (default: the config's, else auto).",
+    help="Log format (default: the config's log.format, else auto).",
 )
 report_option = click.option(
     "--report",
@@ -87,9 +87,20 @@ def run_command(config_path: Path, log_format: LogFormat | None, verbose: bool) 
 
 
 @main.command("check-config")
-@click.argument("config_path", type=click.Path(dir_okay=False, path_type=Path))
-def check_config(config_path: Path) -> None:
+@click.argument(
+    "config_path", required=False, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--config",
+    "config_option",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The configuration file, as the other commands take it.",
+)
+def check_config(config_path: Path | None, config_option: Path | None) -> None:
     """Validate a configuration file and print the effective rules."""
+    config_path = config_path or config_option
+    if config_path is None:
+        _fail_usage("check-config needs a configuration file: FILE or --config FILE")
     config, rules = _load(config_path)
     console.print(f"{config_path}: valid (source: {config.source})")
     if config.rules_from_ecr:
@@ -97,7 +108,7 @@ def check_config(config_path: Path) -> None:
     console.print_json(json.dumps({"rules": rules.describe()}))
 
 
-@main.command()
+@main.command(short_help="Copy one image from SRC to DST.")
 @click.argument("source_ref")
 @click.argument("destination_ref")
 @click.option(
@@ -271,7 +282,9 @@ def _env_credentials(variable: str | None) -> Credentials:
     if variable is None:
         return ANONYMOUS
     value = os.environ.get(variable)
-    if value is None or ":" not in value:
+    if value is None:
+        raise InvalidInputError(f"environment variable {variable} is not set")
+    if ":" not in value:
         raise InvalidInputError(
             f"environment variable {variable} must hold 'user:password'"
         )

@@ -328,3 +328,35 @@ def test_backfill_pushes_its_figures_to_a_pushgateway(
         if labels.get("result") == "copied"
     ]
     assert copied == [1.0]
+
+
+def test_copy_from_a_plain_http_registry_without_insecure_says_what_to_do(
+    registry_factory: RegistryFactory,
+) -> None:
+    source, destination = registry_factory(), registry_factory()
+    LabClient(source.url).push_image("app", "1.0", sample_image("tls"))
+
+    result = run(
+        "copy",
+        f"{source.host_port}/app:1.0",
+        f"{destination.host_port}/app:1.0",
+        "--dest-insecure",
+        "--log-format",
+        "json",
+    )
+
+    assert result.returncode == 1
+    assert "TLS handshake failed" in result.stdout
+    assert "--src-insecure" in result.stdout
+    retries = [e for e in log_events(result.stderr) if e["event"] == "request_retried"]
+    assert retries == []
+
+
+def test_check_config_also_takes_the_config_option(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", "http://127.0.0.1:1", {"dst": "http://127.0.0.1:2"}
+    )
+
+    result = run("check-config", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr

@@ -426,6 +426,17 @@ async def translated_stream(
 def _transport_error(
     exc: BaseException, url: str, context: RequestContext
 ) -> TransportError:
+    if isinstance(exc, aiohttp.ClientSSLError):
+        # A handshake fails the same way every time: a plain-HTTP registry, or a
+        # certificate this host does not trust. Retrying only delays the answer.
+        return TransportError(
+            f"{context.operation} failed: TLS handshake failed ({type(exc).__name__});"
+            " for a plain-HTTP registry set insecure: true (--src-insecure or"
+            " --dest-insecure for copy)",
+            retryable=False,
+            url=redact_url(url),
+            **context.fields(),
+        )
     return TransportError(
         f"{context.operation} failed: {type(exc).__name__}",
         url=redact_url(url),
