@@ -380,23 +380,22 @@ async def test_sigkill_mid_copy_loses_nothing_and_never_exposes_a_partial_image(
 ) -> None:
     source, destination = registry_factory(), registry_factory()
     proxy = fault_proxy_factory(source)
+    big = make_layer(random_tar(2 * 1024 * 1024, seed="kill"), "none")
+    # Only the big layer is slow, so the kill lands while it streams.
+    slow_path = f"/blobs/{big.blob.digest}"
     proxy.add_fault(
         SlowBody(chunk_bytes=64 * 1024, pause_s=0.05),
         method="GET",
-        path="/blobs/",
-        times=1,
+        path=slow_path,
+        times=None,
     )
-    layers = [
-        make_layer(random_tar(2 * 1024 * 1024, seed="kill"), "none"),
-        make_layer(stdlib_tar("json"), "gzip"),
-    ]
-    image = build_image(layers)
+    image = build_image([big, make_layer(stdlib_tar("json"), "gzip")])
     digest = LabClient(source.url).push_image("app/big", "1.0", image)
     config = sqs_config(proxy.url, {"dst": destination.url}, queues, moto)
     first = daemons(config)
 
     await queues.send(ecr_event("1.0", repository="app/big", digest=digest))
-    wait_for(lambda: proxy.blob_gets() >= 1, 30, first.log_tail)
+    wait_for(lambda: proxy.count("GET", slow_path) >= 1, 30, first.log_tail)
     first.signal(signal.SIGKILL)
     first.wait(10)
 
