@@ -79,10 +79,14 @@ class Copier:
     repository_hooks: Mapping[str, RepositoryHook] = field(default_factory=dict)
     """Hooks by destination registry name, run once per repository."""
     remember_content: bool = False
-    """Place each image's content once per destination repository for the copier's
-    life, so alias tags only add their tag. For a backfill; the daemon leaves it
-    off, since a destination may lose content while it runs."""
+    """Place each image's content once per destination repository, and look up
+    each manifest's referrers once, for the copier's life, so alias tags only add
+    their tag. For a backfill; the daemon leaves it off, since registries change
+    while it runs."""
     _content: dict[tuple[str, str, str], asyncio.Task[bool]] = field(
+        default_factory=dict
+    )
+    _referrers_known: dict[tuple[str, str, str], list[str]] = field(
         default_factory=dict
     )
     _ledgers: dict[str, BlobLedger] = field(default_factory=dict)
@@ -375,6 +379,16 @@ class Copier:
 
     async def _referrer_references(self, job: CopyJob, digest: str) -> list[str]:
         """Return what to copy for a manifest's referrers: digests or fallback tag."""
+        if not self.remember_content:
+            return await self._look_up_referrers(job, digest)
+        key = (job.source.name, job.source_repository, digest)
+        known = self._referrers_known.get(key)
+        if known is None:
+            known = await self._look_up_referrers(job, digest)
+            self._referrers_known[key] = known
+        return known
+
+    async def _look_up_referrers(self, job: CopyJob, digest: str) -> list[str]:
         if self._referrers_api.get(job.source.name, True):
             found = await referrers.list_referrers(
                 job.source, job.source_repository, digest

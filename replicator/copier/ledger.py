@@ -88,14 +88,16 @@ class BlobLedger:
         self, digest: str, repository: str, actions: BlobActions
     ) -> BlobOutcome:
         async with self.transfers:
-            if await actions.exists():
-                return BlobOutcome.EXISTED
+            # A mount succeeds whether or not the repository has the blob already,
+            # so with a candidate known it replaces the HEAD that would come first.
             session_url = None
             for source_repository in self._mount_candidates(digest, repository):
                 mount = await actions.mount_from(source_repository)
                 if mount.mounted:
                     return BlobOutcome.MOUNTED
                 session_url = mount.upload_url or session_url
+            if await actions.exists():
+                return BlobOutcome.EXISTED
             # A refused mount may leave an upload session open: use it, saving a POST.
             await actions.transfer(session_url)
             return BlobOutcome.COPIED
