@@ -19,7 +19,7 @@ from bench.machine import describe_machine, load_average
 from bench.measure import Measurement, run_measured
 from bench.results import ScenarioResult
 from bench.runner import REPO_ROOT, BenchContext, progress
-from bench.scenarios import ONE_SHOT_SCENARIOS, SCENARIOS
+from bench.scenarios import SCENARIOS
 from bench.sizes import SIZE_ORDER, SIZES
 from bench.targets import evaluate
 
@@ -36,7 +36,7 @@ def parse_arguments(arguments: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=_positive, default=3)
     parser.add_argument(
         "--scenarios",
-        default=",".join(ONE_SHOT_SCENARIOS),
+        default=",".join(SCENARIOS),
         help=f"comma-separated, of: {', '.join(SCENARIOS)} (default: all)",
     )
     parser.add_argument(

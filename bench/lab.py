@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from tests.lab.registry import RegistryProcess
+from tests.lab.registry import NotificationEndpoint, RegistryProcess
 
 
 class Lab:
@@ -23,10 +24,12 @@ class Lab:
         self._numbers = itertools.count(1)
         self._running: list[RegistryProcess] = []
 
-    def start(self, role: str) -> RegistryProcess:
-        """Start a fresh, empty registry."""
+    def start(
+        self, role: str, *, notifications: Sequence[NotificationEndpoint] = ()
+    ) -> RegistryProcess:
+        """Start a fresh, empty registry (notifying the given endpoints)."""
         directory = self.work_dir / "registries" / f"{role}-{next(self._numbers)}"
-        registry = RegistryProcess(directory)
+        registry = RegistryProcess(directory, notifications=notifications)
         self._running.append(registry)
 
         return registry.start()

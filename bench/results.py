@@ -3,6 +3,8 @@
 Ratios pair the runs of one invocation: run *k* of replicator against run *k* of
 the peer (same corpus, same machine state, order rotated per run), and the median
 of those ratios is reported. A tool with any failed run gets no figures at all.
+Daemon scenarios have no peer; they report per-run ``figures`` (events/s, lag
+quantiles) and their medians.
 """
 
 from __future__ import annotations
@@ -12,6 +14,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.corpus import Corpus
+
+FIGURE_LABELS = {
+    "events_per_s": "events/s",
+    "lag_p50_s": "lag p50 s",
+    "lag_p99_s": "lag p99 s",
+    "lag_max_s": "lag max s",
+}
+"""How reports head the per-run figures of the daemon scenarios."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,8 @@ class ToolRun:
     problems: tuple[str, ...]
     excused_tags: int = 0
     cpu_s: float = 0.0
+    figures: dict[str, float] = field(default_factory=dict)
+    """Scenario-specific figures (daemon scenarios: events/s, lag quantiles)."""
 
     @property
     def ok(self) -> bool:
@@ -86,6 +98,8 @@ class ScenarioResult:
     """False for runs that should push nothing (no throughput then)."""
     runs: list[ToolRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    figures: tuple[str, ...] = ()
+    """The names of the per-run figures this scenario reports instead of MB/s."""
 
     @property
     def bytes_moved(self) -> int:
@@ -121,6 +135,13 @@ class ScenarioResult:
             median_cpu_s=statistics.median(run.cpu_s for run in runs),
         )
 
+    def figure(self, tool: str, name: str) -> float | None:
+        """Return the median of one figure over a tool's runs; None if one failed."""
+        runs = self.runs_of(tool)
+        if not runs or any(not run.ok or name not in run.figures for run in runs):
+            return None
+        return statistics.median(run.figures[name] for run in runs)
+
     def ratio(self, tool: str, peer: str) -> float | None:
         """Return the median of tool / peer wall time over paired runs."""
         if self.summary(tool).failed_runs or self.summary(peer).failed_runs:
@@ -149,6 +170,7 @@ class ScenarioResult:
             moves_content=data.get("moves_content", True),
             runs=runs,
             notes=list(data["notes"]),
+            figures=tuple(data.get("figures", ())),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -168,4 +190,11 @@ class ScenarioResult:
                 {**asdict(run), "problems": list(run.problems)} for run in self.runs
             ],
             "notes": self.notes,
+            "figures": list(self.figures),
+            "figure_medians": {
+                tool: {name: self.figure(tool, name) for name in self.figures}
+                for tool in self.tools
+            }
+            if self.figures
+            else {},
         }

@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +20,9 @@ from bench.check import check_destination
 from bench.corpus import Corpus
 from bench.lab import Lab
 from bench.measure import Measurement, run_measured, run_sequence
-from bench.results import ToolRun
+from bench.results import ScenarioResult, ToolRun
 from bench.seed import seed
+from bench.sizes import CorpusSize
 from tests.lab.registry import RegistryProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,15 @@ class BenchContext:
         """Return the log file of one labelled run."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return self.log_dir / f"{label}.log"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A named scenario and the function that runs it."""
+
+    name: str
+    title: str
+    run: Callable[[BenchContext, CorpusSize], list[ScenarioResult]]
 
 
 def run_tool(

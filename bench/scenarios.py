@@ -8,28 +8,24 @@ from ``bench.daemon``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from bench.corpora import cached_big_layer_corpus, cached_corpus
 from bench.corpus import Corpus
 from bench.daemon import DAEMON_SCENARIOS
 from bench.results import CorpusStats, ScenarioResult
-from bench.runner import BenchContext, progress, rotated, run_tool, run_tool_into
+from bench.runner import (
+    BenchContext,
+    Scenario,
+    progress,
+    rotated,
+    run_tool,
+    run_tool_into,
+)
 from bench.seed import seed
 from bench.sizes import SIZES, CorpusSize, scaling_sizes
 
 PEERS = ("replicator", "skopeo", "floor")
 FAN_OUT_DESTINATIONS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    """A named scenario and the function that runs it."""
-
-    name: str
-    title: str
-    run: Callable[[BenchContext, CorpusSize], list[ScenarioResult]]
 
 
 def cold_backfill(context: BenchContext, size: CorpusSize) -> list[ScenarioResult]:
@@ -108,6 +104,7 @@ ONE_SHOT_SCENARIOS = {
         Scenario("scaling", "cold backfill, small to large", scaling),
     )
 }
+__all__ = ["ONE_SHOT_SCENARIOS", "SCENARIOS", "Scenario"]
 SCENARIOS: dict[str, Scenario] = {**ONE_SHOT_SCENARIOS, **DAEMON_SCENARIOS}
 
 

@@ -10,6 +10,7 @@ from bench.measure import Measurement
 from bench.results import ScenarioResult
 
 MB = 1_000_000
+LAG_P99_LIMIT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +55,25 @@ def evaluate(
 ) -> list[Target]:
     """Check every target whose scenario ran."""
     by_name = {result.name: result for result in results}
-    return [
+    targets = [
         _evaluate(rule, by_name[rule.scenario], startup)
         for rule in _RULES
         if rule.scenario in by_name
     ]
+    if "daemon-burst" in by_name:
+        targets.append(_lag_target(by_name["daemon-burst"]))
+    return targets
+
+
+def _lag_target(result: ScenarioResult) -> Target:
+    requirement = f"daemon burst: replication lag p99 < {LAG_P99_LIMIT_S:g} s"
+    p99 = result.figure("replicator", "lag_p99_s")
+    if p99 is None:
+        return Target(result.name, requirement, "no figure (a run failed)", None)
+    met = p99 < LAG_P99_LIMIT_S
+    p50 = result.figure("replicator", "lag_p50_s") or 0.0
+    detail = "" if met else f"median over runs of p50 {p50:.2f} s"
+    return Target(result.name, requirement, f"{p99:.2f} s", met, detail)
 
 
 def _evaluate(

@@ -16,13 +16,23 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("cold", "noop", "fanout", "big-layer", "scaling-smoke")
+SCENARIOS = (
+    "cold",
+    "noop",
+    "fanout",
+    "big-layer",
+    "scaling-smoke",
+    "daemon-events",
+    "daemon-burst",
+)
 TOOLS = {
     "cold": {"replicator", "skopeo", "floor"},
     "noop": {"replicator", "skopeo"},
     "fanout": {"replicator", "skopeo", "floor"},
     "big-layer": {"replicator", "skopeo", "floor"},
     "scaling-smoke": {"replicator", "floor"},
+    "daemon-events": {"replicator"},
+    "daemon-burst": {"replicator"},
 }
 
 
@@ -49,7 +59,7 @@ def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=370,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -60,7 +70,7 @@ def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return report
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(400)
 def test_runs_every_scenario_with_every_tool(smoke_report: dict[str, Any]) -> None:
     scenarios = {scenario["name"]: scenario for scenario in smoke_report["scenarios"]}
 
@@ -69,7 +79,7 @@ def test_runs_every_scenario_with_every_tool(smoke_report: dict[str, Any]) -> No
         assert {run["tool"] for run in scenario["runs"]} == TOOLS[name]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(400)
 def test_every_run_is_checked_and_correct(smoke_report: dict[str, Any]) -> None:
     runs = [run for scenario in smoke_report["scenarios"] for run in scenario["runs"]]
 
@@ -81,7 +91,7 @@ def test_every_run_is_checked_and_correct(smoke_report: dict[str, Any]) -> None:
         assert run["peak_rss_bytes"] > 0
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(400)
 def test_reports_medians_ratios_and_targets(smoke_report: dict[str, Any]) -> None:
     cold = smoke_report["scenarios"][0]
     requirements = [target["requirement"] for target in smoke_report["targets"]]
@@ -89,11 +99,11 @@ def test_reports_medians_ratios_and_targets(smoke_report: dict[str, Any]) -> Non
     assert cold["summaries"]["replicator"]["median_wall_s"] > 0
     assert set(cold["ratios"]) == {"replicator/skopeo", "replicator/floor"}
     assert all(ratio > 0 for ratio in cold["ratios"].values())
-    assert len(requirements) == 5
+    assert len(requirements) == 6
     assert all(target["met"] in (True, False) for target in smoke_report["targets"])
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(400)
 def test_writes_markdown_with_machine_and_reproduction(
     smoke_report: dict[str, Any],
 ) -> None:
@@ -103,3 +113,14 @@ def test_writes_markdown_with_machine_and_reproduction(
         assert heading in markdown
     assert smoke_report["machine"]["cpu_cores"] >= 1
     assert "targets" in smoke_report["_stdout"]
+
+
+@pytest.mark.timeout(400)
+def test_reports_the_daemon_figures(smoke_report: dict[str, Any]) -> None:
+    scenarios = {scenario["name"]: scenario for scenario in smoke_report["scenarios"]}
+    events = scenarios["daemon-events"]["figure_medians"]["replicator"]
+    burst = scenarios["daemon-burst"]["figure_medians"]["replicator"]
+
+    assert events["events_per_s"] > 0
+    assert 0 <= burst["lag_p50_s"] <= burst["lag_p99_s"] <= burst["lag_max_s"]
+    assert "lag p99 s" in smoke_report["_markdown"]
