@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -420,12 +420,11 @@ def _same_registry(first: RegistryClient, second: RegistryClient) -> bool:
     return first.endpoint.base_url == second.endpoint.base_url
 
 
-async def _run_all(coroutines: Any) -> None:
+async def _run_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
     """Run coroutines concurrently; the first failure cancels the rest and is raised."""
-    tasks: list[Coroutine[Any, Any, None]] = list(coroutines)
     try:
         async with asyncio.TaskGroup() as group:
-            for coroutine in tasks:
+            for coroutine in coroutines:
                 group.create_task(coroutine)
     except ExceptionGroup as failures:
         raise failures.exceptions[0] from None
