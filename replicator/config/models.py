@@ -114,8 +114,9 @@ class Config(ConfigModel):
                 if destination.registry in self.registries
                 else None
             )
-        # ECR names a destination by account and region; map it to our entry.
-        # TODO(ECR support lands): create an ECR entry when none is configured.
+        # ECR names a destination by account and region; map it to our entry. The
+        # entry is required, not invented: it carries the role to assume and the
+        # settings of repositories created there (README, ECR section).
         names = [
             name
             for name, registry in self.registries.items()
