@@ -31,11 +31,6 @@ ACCEPT_MANIFESTS = ", ".join(
 )
 
 
-def is_index(media_type: str) -> bool:
-    """Say whether a media type is an image index or a Docker manifest list."""
-    return media_type in INDEX_TYPES
-
-
 def is_manifest_type(media_type: str) -> bool:
     """Say whether a descriptor of this media type points at a manifest, not a blob."""
     return media_type in MANIFEST_TYPES
